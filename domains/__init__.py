@@ -1,0 +1,1 @@
+"""Simulated network domains: brokers, traffic generators and sinks (installed as ``guard.domains``)."""

@@ -1,0 +1,14 @@
+# cython: language_level=3
+"""guard._core: the compiled hot paths.
+
+One extension module, assembled from one include file per concept so that each
+concept stays small and readable:
+
+- ``_portions.pxi``: recognising portion marks such as ``(S//REL TO USA, GBR)``
+  at the start of paragraphs inside message bodies;
+- ``_scan.pxi``: normalising and scanning bodies for dirty words, clean words,
+  patterns and encoded runs, one message or a batch at a time.
+"""
+
+include "_portions.pxi"
+include "_scan.pxi"

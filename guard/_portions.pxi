@@ -1,0 +1,1 @@
+# Portion-mark recognition (filled in by the markings engine).

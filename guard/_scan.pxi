@@ -1,0 +1,1 @@
+# Term scanning (filled in by the filtering core).
