@@ -1,1 +1,4 @@
-"""Simulated network domains: brokers, traffic generators and sinks (installed as ``guard.domains``)."""
+"""Simulated network domains: brokers, traffic generators and sinks.
+
+Installed as ``guard.domains``.
+"""
