@@ -109,6 +109,7 @@ class Broker:
         persistence: bool = True,
         max_packet_bytes: int = 16 * 1024 * 1024,
         max_queued_messages: int = 100_000,
+        extra_config: str = "",
     ) -> None:
         binary = mosquitto_binary()
         if binary is None:
@@ -123,6 +124,8 @@ class Broker:
         self.persistence = persistence
         self.max_packet_bytes = max_packet_bytes
         self.max_queued_messages = max_queued_messages
+        # Appended verbatim to the generated file, e.g. a bridge ``connection`` block.
+        self.extra_config = extra_config
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- configuration -------------------------------------------------------------
@@ -146,6 +149,7 @@ class Broker:
                 "log_type warning",
                 "log_type notice",
                 "",
+                self.extra_config,
             ]
         )
 
