@@ -23,12 +23,17 @@ setup(
         "guard",
         "guard.cli",
         "guard.markings",
+        "guard.audit",
         "guard.data",
         "guard.bench",
         "guard.domains",
     ],
     package_dir={"guard.bench": "bench", "guard.domains": "domains"},
-    package_data={"guard": ["_core.pyx", "*.pxi"], "guard.data": ["*", "**/*"]},
+    package_data={
+        "guard": ["_core.pyx", "*.pxi"],
+        "guard.data": ["*", "**/*"],
+        "guard.domains": ["*.yaml"],  # the simulated domain descriptions
+    },
     ext_modules=cythonize(
         extensions,
         compiler_directives={"language_level": "3", "embedsignature": True},
