@@ -1,0 +1,681 @@
+"""The decision pipeline: parse -> scan -> decide -> redact -> re-check, failing closed.
+
+``Pipeline(policy)`` compiles the scanners once. Each message runs through an explicit,
+linear chain of stages (``Pipeline.stages``, NIST AC-4(28)/(29)); a message may leave only
+if every stage ran, in order, and completed. An exception, the per-message time budget
+(``limits.time_budget_ms``: checked between stages, and a watchdog for a stage that hangs)
+or a resource limit blocks the message with an ``internal-error`` finding. In a batch
+of n messages, which advance stage by stage together, each message's budget is
+budget x max(1, n/64), and the watchdog blocks the whole batch when no stage completes
+on any message for one budget.
+
+Verdicts: ``release`` (the input leaves unchanged), ``redact`` (non-releasable portions,
+PII or matched terms removed, banners recomputed, or a tearline section released on its
+own), ``quarantine`` (held for two human reviewers; ``Decision.candidate`` is what would
+leave) and ``block``. Every verdict but ``release`` carries at least one finding. Finding
+spans are byte offsets in the message (for JSON: in its normalised text, see messages.py).
+Findings never quote a matched term: they name the list and point at the span.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from guard.findings import Finding
+from guard.markings import Marking, check_banner, classification_rank, releasable
+from guard.messages import Message, parse_message
+from guard.policy import Policy, TermListSpec
+from guard.recheck import Prepared, Rechecker, build_lists
+from guard.redact import Plan, build_output
+from guard.scanner import Match, Scanner
+
+__all__ = ["RULES", "STAGES", "Decision", "Pipeline", "Stage", "decide"]
+
+STAGES = ("parse", "scan", "decide", "redact", "recheck")
+
+#: Every rule id the decision engine can emit (besides scanner/markings findings it wraps).
+RULES = (
+    "message-encoding", "message-format", "message-size", "message-limit",
+    "banner-missing", "banner-invalid", "banner-mismatch", "banner-rollup",
+    "portion-unmarked", "portion-invalid", "tearline-format",
+    "classification-exceeds", "sci-not-allowed", "sap-not-allowed", "not-releasable",
+    "partial-release-disallowed", "nothing-releasable", "tearline-release",
+    "dirty-term", "pii", "us-person", "encoded-content", "scan-error",
+    "recheck-failed", "internal-error",
+)
+
+
+@dataclass(slots=True)
+class Decision:
+    """The outcome for one message."""
+
+    verdict: str
+    findings: list[Finding]
+    output: bytes | None
+    banner: str | None
+    policy_sha256: str
+    message_id: str = ""
+    format: str = ""
+    candidate: bytes | None = None        # quarantine: what would leave after approval
+    lanes: tuple[str, ...] = ()           # lanes every released portion is in
+    auto_release: bool = False            # quarantine: may release at the review deadline
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``guard inspect --json``)."""
+        return {
+            "verdict": self.verdict,
+            "findings": [f.to_dict() for f in self.findings],
+            "output": None if self.output is None else self.output.decode("utf-8", "replace"),
+            "banner": self.banner,
+            "policy_sha256": self.policy_sha256,
+            "message_id": self.message_id,
+            "format": self.format,
+            "lanes": list(self.lanes),
+        }
+
+
+class _Ctx:
+    """Per-message state carried along the stage chain."""
+
+    __slots__ = ("auto", "banner", "blocked", "candidate", "completed", "data", "deadline",
+                 "findings", "lanes", "matches", "message_id", "msg", "output", "plan",
+                 "prep", "quarantine", "recheck_scan", "rewrite", "scan_findings", "verdict")
+
+    def __init__(self, data: bytes, message_id: str, budget_s: float) -> None:
+        self.data = data
+        self.message_id = message_id
+        self.deadline = time.perf_counter() + budget_s
+        self.completed: list[str] = []
+        self.findings: list[Finding] = []
+        self.msg: Message | None = None
+        self.matches: list[Match] = []
+        self.scan_findings: list[Finding] = []
+        self.blocked = False
+        self.quarantine = False
+        self.rewrite = False
+        self.plan: Plan | None = None
+        self.verdict = ""
+        self.output: bytes | None = None
+        self.candidate: bytes | None = None
+        self.banner: str | None = None
+        self.lanes: tuple[str, ...] = ()
+        self.auto = False
+        self.prep: Prepared | None = None
+        self.recheck_scan: tuple[list[Match], list[Finding]] | None = None
+
+    def block(self, findings: Sequence[Finding]) -> None:
+        self.blocked = True
+        self.findings.extend(findings)
+
+
+def _internal(msg: str, n: int = 0) -> Finding:
+    return Finding("internal-error", msg, 0, n)
+
+
+class Stage:
+    """One filter of the chain. ``run`` handles one message, ``run_batch`` many."""
+
+    name = "stage"
+
+    def run(self, ctx: _Ctx) -> None:
+        raise NotImplementedError
+
+    def run_batch(self, ctxs: Sequence[_Ctx], tick: Callable[[], None]) -> None:
+        for ctx in ctxs:
+            _guarded(self, ctx, self.run)
+            tick()
+
+
+def _guarded(stage: Stage, ctx: _Ctx, fn: Callable[[_Ctx], None]) -> None:
+    """Run one stage on one message; an exception or an exhausted budget blocks it."""
+    try:
+        if not ctx.blocked and time.perf_counter() > ctx.deadline:
+            ctx.block([_internal(f"the time budget ran out before stage '{stage.name}'")])
+        fn(ctx)
+    except Exception as exc:  # fail closed, whatever went wrong
+        ctx.block([_internal(f"stage '{stage.name}' failed: {type(exc).__name__}: {exc}")])
+    else:
+        ctx.completed.append(stage.name)
+
+
+# ---------------------------------------------------------------------------- stages
+
+class ParseStage(Stage):
+    name = "parse"
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def run(self, ctx: _Ctx) -> None:
+        if len(ctx.data) > self.policy.max_message_bytes:
+            ctx.block([Finding("message-size", f"the message is {len(ctx.data)} bytes, over "
+                               f"the policy's limit of {self.policy.max_message_bytes}",
+                               0, len(ctx.data))])
+            return
+        ctx.msg = parse_message(ctx.data, self.policy.max_portions)
+        if ctx.msg.findings:
+            ctx.block(ctx.msg.findings)
+
+
+class ScanStage(Stage):
+    name = "scan"
+
+    def __init__(self, scanner: Scanner) -> None:
+        self.scanner = scanner
+
+    def run(self, ctx: _Ctx) -> None:
+        if ctx.blocked or ctx.msg is None:
+            return
+        res = self.scanner.scan(ctx.msg.text)
+        ctx.matches = [*res.matches, *res.encoded]
+        if res.findings:
+            ctx.block([Finding("scan-error", f.message, f.start, f.end) for f in res.findings])
+
+    def run_batch(self, ctxs: Sequence[_Ctx], tick: Callable[[], None]) -> None:
+        live = [c for c in ctxs if not c.blocked and c.msg is not None]
+        try:
+            if live:
+                texts = [c.msg.text for c in live]  # type: ignore[union-attr]
+                offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+                np.cumsum([len(t) for t in texts], out=offsets[1:])
+                res = self.scanner.scan_batch(b"".join(texts), offsets)
+                flags = res.flags.tolist()
+                rows = _Rows(res, len(live))
+                for i, c in enumerate(live):
+                    if flags[i]:
+                        self.run(c)  # rare: rescan alone for the precise findings
+                        if not c.blocked:
+                            c.block([Finding("scan-error", f"the scanner flagged the message "
+                                             f"(flags {int(flags[i])})", 0, len(c.data))])
+                    elif rows.outside(i, c.msg.banner_spans):  # type: ignore[union-attr]
+                        c.matches = res.matches_for(i)
+        except Exception as exc:
+            for c in ctxs:
+                c.block([_internal(f"stage 'scan' failed: {type(exc).__name__}: {exc}")])
+            return
+        for c in ctxs:
+            c.completed.append(self.name)
+        tick()
+
+
+class _Rows:
+    """Per-message match rows of a BatchResult, to skip building Match objects for
+    messages whose only matches lie inside their banner lines (marking vocabulary such
+    as SECRET, which every banner holds)."""
+
+    def __init__(self, res: Any, n: int) -> None:
+        self.bounds = np.searchsorted(res.msg, np.arange(n + 1)).tolist()
+        self.start = res.start.tolist()
+        self.end = res.end.tolist()
+
+    def outside(self, i: int, spans: Sequence[tuple[int, int]]) -> bool:
+        """True when message i has a match not wholly inside one of ``spans``."""
+        start, end = self.start, self.end
+        for k in range(self.bounds[i], self.bounds[i + 1]):
+            s, e = start[k], end[k]
+            if not any(a <= s and e <= b for a, b in spans):
+                return True
+        return False
+
+
+class DecideStage(Stage):
+    """Apply the policy to the parsed, scanned message and make a redaction plan."""
+
+    name = "decide"
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.specs: dict[str, TermListSpec] = {s.name: s for s in policy.term_lists}
+        self.lanes = {ln.name: ln for ln in policy.lanes}
+        self.auto_lanes = {ln.name for ln in policy.lanes if ln.auto_release}
+        enc_scope = "message" if policy.encoded_action == "block" else "released"
+        self.encoded = TermListSpec("encoded", policy.path, "encoded", "encoded-content",
+                                    policy.encoded_action, enc_scope)
+        # caches keyed by the marking TEXT (cheap to hash; a Marking hashes all its fields)
+        self._reasons: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._banner: dict[tuple[str, frozenset[str]], tuple[str, ...]] = {}
+
+    # -- per marking, cached: why a portion with this marking may not go
+    def reasons(self, mark: str, m: Marking) -> tuple[tuple[str, str], ...]:
+        """Why a portion marked ``mark`` (parsed: ``m``) may not go; cached by text."""
+        got = self._reasons.get(mark)
+        if got is None:
+            got = self._reasons_uncached(m)
+            if len(self._reasons) > 65536:
+                self._reasons.clear()
+            self._reasons[mark] = got
+        return got
+
+    def uncaveated(self, m: Marking) -> bool:
+        """No foreign-disclosure marking, no code words, no named restrictive control."""
+        ctl = set(m.dissem) | set(m.non_ic)
+        return (m.origin == "US" and not (m.rel_to or m.rel_abbrev or m.display_only or m.eyes
+                or m.sci or m.sap or m.aea or m.fgi or m.fgi_marked)
+                and "NF" not in ctl and not (ctl & self.policy.restrictive_controls))
+
+    def _reasons_uncached(self, m: Marking) -> tuple[tuple[str, str], ...]:
+        pol = self.policy
+        out: list[tuple[str, str]] = []
+        rank = classification_rank(m)
+        if rank > pol.accreditation_rank:
+            out.append(("classification-exceeds", f"the portion is classified {m.classification}"
+                        f", above the destination's accreditation ({pol.accreditation})"))
+        bad_sci = [c.name for c in m.sci if c.name not in pol.allowed_sci]
+        if bad_sci:
+            out.append(("sci-not-allowed", f"the portion carries SCI ({'/'.join(bad_sci)}) the "
+                        "destination may not receive"))
+        bad_sap = [c.name for c in m.sap if c.name not in pol.allowed_sap]
+        if bad_sap:
+            out.append(("sap-not-allowed", "the portion carries a special access programme "
+                        "the destination may not receive"))
+        if pol.public:
+            controls = (m.dissem or m.non_ic or m.sci or m.sap or m.aea or m.fgi or m.fgi_marked
+                        or m.rel_to or m.rel_abbrev or m.display_only or m.eyes
+                        or m.origin != "US")
+            if rank == 0 and controls:
+                out.append(("not-releasable", "the portion carries control markings; only "
+                            "plain (U) portions may be released to the public"))
+            return tuple(out)
+        missing: list[str] = []
+        why: list[str] = []
+        for code in sorted(pol.members):
+            r = releasable(m, code)
+            if not r.releasable:
+                missing.append(code)
+                why.extend(x for x in r.reasons if x not in why)
+        if missing and not (pol.uncaveated_release and self.uncaveated(m)):
+            out.append(("not-releasable", "the portion is not releasable to "
+                        f"{', '.join(missing)} (every member of {', '.join(pol.release_to)} "
+                        f"must be covered): {'; '.join(why[:3]) or 'no release marking'}"))
+        return tuple(out)
+
+    def banner_findings(self, banner: str, bm: Marking, marks: list[str],
+                        ms: list[Marking]) -> tuple[str, ...]:
+        """Messages of ``check_banner``, cached by the banner text and the set of marks."""
+        key = (banner, frozenset(marks))
+        got = self._banner.get(key)
+        if got is None:
+            got = tuple(f.message for f in check_banner(bm, ms))
+            if len(self._banner) > 65536:
+                self._banner.clear()
+            self._banner[key] = got
+        return got
+
+    def run(self, ctx: _Ctx) -> None:
+        if ctx.blocked or ctx.msg is None:
+            return
+        msg, pol = ctx.msg, self.policy
+        portions = msg.portions
+        n = len(portions)
+        marks: list[Marking] = [p.marking for p in portions]  # type: ignore[misc]
+        findings: list[Finding] = []
+        blockf: list[Finding] = []
+        quarf: list[Finding] = []
+
+        # 1. banners against the roll-up of their portions
+        bad_banner: list[Finding] = []
+        texts = [p.mark for p in portions]
+        doc_msgs = self.banner_findings(msg.banner, msg.marking, texts, marks)  # type: ignore[arg-type]
+        bad_banner += [Finding("banner-rollup", f"the banner does not match its portions: {t}",
+                               *msg.banner_spans[0]) for t in doc_msgs]
+        for sec in msg.sections:
+            if sec.tearline and sec.marking is not None:
+                got = self.banner_findings(sec.banner or "", sec.marking,
+                                           [texts[i] for i in sec.portions],
+                                           [marks[i] for i in sec.portions])
+                bad_banner += [Finding("banner-rollup", "the tearline banner does not match "
+                                       f"its portions: {t}", *sec.banner_span) for t in got]
+        if bad_banner:
+            ctx.rewrite = True  # whatever leaves (now or after review) carries a true banner
+            if pol.banner_mismatch == "block":
+                blockf += bad_banner
+            elif pol.banner_mismatch == "quarantine":
+                quarf += bad_banner
+            else:
+                findings += bad_banner
+
+        # 2. term matches, located in portions (matches inside marks/banners are ignored)
+        starts = [p.start for p in portions] if ctx.matches else []
+        other = msg.banner_spans + [s.banner_span for s in msg.sections if s.tearline]
+        hits: list[tuple[int, TermListSpec, Match]] = []
+        lane_hits: dict[int, set[str]] = {}
+        for mt in ctx.matches:
+            i = bisect_right(starts, mt.start) - 1
+            if i >= 0 and mt.start < portions[i].end:
+                if mt.end <= portions[i].mark_end:
+                    continue
+            else:
+                i = -1
+                if any(s <= mt.start and mt.end <= e for s, e in other):
+                    continue  # inside a banner line
+            if mt.kind == "encoded":
+                hits.append((i, self.encoded, mt))
+                continue
+            if mt.list_name in self.lanes:
+                if i >= 0:
+                    lane_hits.setdefault(i, set()).add(mt.list_name)
+                continue
+            spec = self.specs.get(mt.list_name)
+            if spec is None or spec.kind == "clean":
+                continue
+            hits.append((i, spec, mt))
+
+        # 3. per-portion release check (lanes may release uncaveated portions)
+        withheld: dict[int, tuple[tuple[str, str], ...]] = {}
+        in_lane: dict[int, set[str]] = {}
+        reasons = self.reasons
+        for i in range(n):
+            rs = reasons(texts[i], marks[i])
+            if i in lane_hits:
+                m = marks[i]
+                for name in lane_hits[i]:
+                    lane = self.lanes[name]
+                    if classification_rank(m) <= lane.max_rank and self.uncaveated(m):
+                        in_lane.setdefault(i, set()).add(name)
+                        if lane.uncaveated and rs and all(r == "not-releasable" for r, _ in rs):
+                            rs = ()
+            if rs:
+                withheld[i] = rs
+
+        # 4. choose what would leave
+        sections: list[list[int]]
+        if not withheld:
+            sections = [list(s.portions) for s in msg.sections]
+        else:
+            for i, rs in withheld.items():
+                p = portions[i]
+                findings += [Finding(r, f"portion withheld: {t}", p.start, p.end) for r, t in rs]
+            tear = [s for s in msg.sections
+                    if s.tearline and not any(i in withheld for i in s.portions)]
+            if pol.tearline_release and tear:
+                best = max(tear, key=lambda s: len(s.portions))
+                sections = [list(best.portions)]
+                findings.append(Finding("tearline-release", "only the releasable tearline "
+                                        "section is released, on its own; the rest of the "
+                                        "report is withheld", *best.banner_span))
+            elif pol.portion_release:
+                sections = [[i for i in s.portions if i not in withheld] for s in msg.sections]
+                if not any(sections):
+                    blockf.append(Finding("nothing-releasable", "no portion of the message may "
+                                          "be released to the destination", 0, len(msg.text)))
+            else:
+                sections = []
+                blockf.append(Finding("partial-release-disallowed", "some portions may not be "
+                                      "released and the policy does not allow releasing part "
+                                      "of a message", 0, len(msg.text)))
+        kept = {i for s in sections for i in s}
+
+        # 5. term actions
+        cuts: dict[int, list[tuple[int, int]]] = {}
+        for i, spec, mt in hits:
+            released = i in kept
+            if spec.scope == "released" and not released:
+                continue
+            what = (f"pattern '{mt.term}'" if mt.kind == "pattern" else
+                    "an encoded run the guard cannot inspect" if mt.kind == "encoded" else
+                    f"a term of list '{spec.name}'")
+            if spec.action == "block":
+                blockf.append(Finding(spec.rule, f"{what} was found; the policy blocks the "
+                                      "message", mt.start, mt.end))
+            elif spec.action == "quarantine":
+                quarf.append(Finding(spec.rule, f"{what} was found; the message needs human "
+                                     "review", mt.start, mt.end))
+            elif released:
+                p = portions[i]
+                s, e = max(mt.start, p.mark_end), min(mt.end, p.end)
+                if s >= e:
+                    blockf.append(Finding(spec.rule, f"{what} cannot be cut out cleanly",
+                                          mt.start, mt.end))
+                    continue
+                cuts.setdefault(i, []).append((s, e))
+                findings.append(Finding(spec.rule, f"{what} was redacted", mt.start, mt.end))
+
+        # 6. verdict
+        if blockf:
+            ctx.block(blockf + findings)
+            return
+        ctx.plan = Plan(sections, cuts)
+        ctx.findings = quarf + findings
+        ctx.quarantine = bool(quarf)
+        ctx.rewrite = ctx.rewrite or bool(withheld) or bool(cuts)
+        if in_lane and kept:
+            empty: set[str] = set()
+            lanes = set.intersection(*(in_lane.get(i, empty) for i in kept))
+            ctx.lanes = tuple(sorted(lanes))
+            # "without additional code words": no SCI/SAP anywhere, even in withheld portions
+            ctx.auto = (pol.on_deadline == "release-lanes"
+                        and all(in_lane.get(i, empty) & self.auto_lanes for i in kept)
+                        and not any(m.sci or m.sap for m in marks))
+
+
+class RedactStage(Stage):
+    name = "redact"
+
+    def run(self, ctx: _Ctx) -> None:
+        if ctx.blocked or ctx.msg is None or ctx.plan is None:
+            return
+        if ctx.rewrite:
+            out, banner = build_output(ctx.msg, ctx.plan)
+        else:
+            out, banner = ctx.data, ctx.msg.banner
+        ctx.banner = banner
+        if ctx.quarantine:
+            ctx.candidate = out
+        else:
+            ctx.output = out
+        ctx.verdict = "quarantine" if ctx.quarantine else "redact" if ctx.rewrite else "release"
+
+
+class RecheckStage(Stage):
+    name = "recheck"
+
+    def __init__(self, rechecker: Rechecker) -> None:
+        self.rechecker = rechecker
+
+    def _finish(self, ctx: _Ctx, got: list[Finding]) -> None:
+        if got:
+            ctx.output = ctx.candidate = None
+            ctx.block(got)
+
+    def run(self, ctx: _Ctx) -> None:
+        if ctx.blocked:
+            return
+        out = ctx.output if ctx.output is not None else ctx.candidate
+        if out is None:
+            raise RuntimeError("no output to re-check")
+        self._finish(ctx, self.rechecker.check(out, allow_quarantine=ctx.quarantine))
+
+    def run_batch(self, ctxs: Sequence[_Ctx], tick: Callable[[], None]) -> None:
+        live: list[tuple[_Ctx, Prepared]] = []
+        for c in ctxs:
+            if c.blocked:
+                continue
+            try:
+                out = c.output if c.output is not None else c.candidate
+                if out is None:
+                    raise RuntimeError("no output to re-check")
+                prep = self.rechecker.prepare(out)
+                if prep.findings:
+                    self._finish(c, prep.findings)
+                else:
+                    live.append((c, prep))
+            except Exception as exc:
+                c.block([_internal(f"stage 'recheck' failed: {type(exc).__name__}: {exc}")])
+        try:
+            if live:
+                texts = [p.text for _, p in live]
+                offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+                np.cumsum([len(t) for t in texts], out=offsets[1:])
+                res = self.rechecker.scanner.scan_batch(b"".join(texts), offsets)
+                rows = _Rows(res, len(live))
+                flags = res.flags.tolist()
+                for i, (c, prep) in enumerate(live):
+                    if flags[i]:
+                        self._finish(c, self.rechecker.check(prep.text,
+                                                             allow_quarantine=c.quarantine)
+                                     or [Finding("recheck-failed", "the scanner flagged the "
+                                                 "output", 0, len(prep.text))])
+                    else:
+                        found = res.matches_for(i) if rows.outside(i, prep.skip) else []
+                        self._finish(c, self.rechecker.finish(prep, found, [],
+                                                              allow_quarantine=c.quarantine))
+        except Exception as exc:
+            for c, _ in live:
+                c.block([_internal(f"stage 'recheck' failed: {type(exc).__name__}: {exc}")])
+        for c in ctxs:
+            c.completed.append(self.name)
+        tick()
+
+
+# ---------------------------------------------------------------------------- watchdog
+
+class _Worker:
+    """One daemon thread running jobs; abandoned (and replaced) when a job hangs, and
+    ending by itself after ``IDLE_S`` without work (pipelines come and go)."""
+
+    IDLE_S = 30.0
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.alive = True
+        threading.Thread(target=self._loop, daemon=True, name="guard-pipeline").start()
+
+    def submit(self, job: Any) -> bool:
+        """Queue ``(fn, done_event)``; False when the thread has already ended."""
+        with self.lock:
+            if not self.alive:
+                return False
+            self.jobs.put(job)
+            return True
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                fn, done = self.jobs.get(timeout=self.IDLE_S)
+            except queue.Empty:
+                with self.lock:
+                    if self.jobs.empty():
+                        self.alive = False
+                        return
+                continue
+            # the job records its own failure; keep the thread alive whatever happens
+            with contextlib.suppress(BaseException):
+                fn()
+            done.set()
+
+
+# ---------------------------------------------------------------------------- pipeline
+
+class Pipeline:
+    """The compiled decision pipeline for one policy.
+
+    ``stages`` is the explicit chain (a list of ``Stage``); tests may replace an entry to
+    inject a fault. ``watchdog=False`` runs in the calling thread (no hang protection).
+    """
+
+    def __init__(self, policy: Policy, *, watchdog: bool = True) -> None:
+        self.policy = policy
+        lists = build_lists(policy)
+        scanner = Scanner(lists, leet=policy.leet, encoded_min_len=policy.encoded_min_length)
+        self.stages: list[Stage] = [
+            ParseStage(policy), ScanStage(scanner), DecideStage(policy), RedactStage(),
+            RecheckStage(Rechecker(policy)),
+        ]
+        self.watchdog = watchdog
+        # one worker thread per calling thread, so that callers in several threads still
+        # run in parallel (the scanner releases the GIL) and a hang stalls only its caller
+        self._local = threading.local()
+
+    # -- running the chain
+    def _chain(self, ctxs: list[_Ctx], progress: list[int]) -> None:
+        def tick() -> None:
+            progress[0] += 1
+
+        for stage in self.stages:
+            stage.run_batch(ctxs, tick)
+
+    def _run(self, ctxs: list[_Ctx]) -> bool:
+        """Run the chain over ``ctxs``; False when it hung past the budget."""
+        if not self.watchdog:
+            self._chain(ctxs, [0])
+            return True
+        budget = self.policy.time_budget_ms / 1000.0
+        progress = [0]
+        done = threading.Event()
+        job = (lambda: self._chain(ctxs, progress), done)
+        worker = getattr(self._local, "worker", None)
+        if worker is None or not worker.submit(job):
+            worker = self._local.worker = _Worker()
+            worker.submit(job)
+        last = -1
+        while not done.wait(budget):
+            if progress[0] == last:  # no stage finished on any message for a whole budget
+                self._local.worker = None  # abandon the hung thread; the next call gets a new one
+                return False
+            last = progress[0]
+        return True
+
+    def _finish(self, ctx: _Ctx, ok: bool, pid: str) -> Decision:
+        msg = ctx.msg
+        fmt = msg.format if msg is not None else ""
+        if not ok:
+            return Decision("block", [_internal("the pipeline did not finish within the time "
+                                                "budget (a filter hung)", len(ctx.data))],
+                            None, None, pid, ctx.message_id, fmt)
+        if not ctx.blocked and time.perf_counter() > ctx.deadline:
+            ctx.block([_internal("the time budget ran out while the filters ran",
+                                 len(ctx.data))])
+        if ctx.blocked or ctx.completed != list(STAGES) or not ctx.verdict:
+            findings = list(ctx.findings)
+            if not ctx.blocked or not findings:
+                findings.append(_internal("not every filter ran in order and completed "
+                                          f"(ran: {', '.join(ctx.completed) or 'none'})",
+                                          len(ctx.data)))
+            return Decision("block", findings, None, None, pid, ctx.message_id, fmt)
+        if ctx.verdict != "release" and not ctx.findings:
+            return Decision("block", [_internal("a non-release decision without a finding",
+                                                len(ctx.data))], None, None, pid,
+                            ctx.message_id, fmt)
+        return Decision(ctx.verdict, list(ctx.findings), ctx.output, ctx.banner, pid,
+                        ctx.message_id, fmt, ctx.candidate, ctx.lanes,
+                        ctx.auto and ctx.verdict == "quarantine")
+
+    def decide(self, data: bytes, message_id: str = "") -> Decision:
+        """Decide one message. Never raises: any failure is a ``block``."""
+        return self.decide_batch([data], [message_id])[0]
+
+    def decide_batch(self, messages: Sequence[bytes],
+                     message_ids: Sequence[str] | None = None) -> list[Decision]:
+        """Decide many messages; the scans run through ``Scanner.scan_batch``."""
+        pid = self.policy.sha256
+        budget = self.policy.time_budget_ms / 1000.0
+        ids = list(message_ids) if message_ids is not None else [""] * len(messages)
+        try:
+            ctxs = [_Ctx(bytes(d) if not isinstance(d, bytes) else d, ids[k],
+                         budget * max(1.0, len(messages) / 64))
+                    for k, d in enumerate(messages)]
+        except Exception as exc:
+            return [Decision("block", [_internal(f"bad input: {type(exc).__name__}")], None,
+                             None, pid) for _ in messages]
+        try:
+            ok = self._run(ctxs)
+        except Exception as exc:
+            return [Decision("block", [_internal(f"pipeline failed: {type(exc).__name__}: "
+                                                 f"{exc}")], None, None, pid, c.message_id)
+                    for c in ctxs]
+        return [self._finish(c, ok, pid) for c in ctxs]
+
+
+def decide(policy: Policy, data: bytes, message_id: str = "") -> Decision:
+    """One-shot convenience: compile a pipeline for ``policy`` and decide ``data``."""
+    return Pipeline(policy).decide(data, message_id)

@@ -1,0 +1,363 @@
+"""The independent second check of the bytes that are about to leave (NIST AC-4(27)).
+
+It shares no code with the first pass beyond the markings engine (the marking authority),
+the ISM-to-mark mapping of the JSON format and the scanner's matching engine: it re-parses
+the released BYTES with its own strict line parser, scans them with its own scanner
+instance, and re-checks every portion's classification, SCI/SAP and releasability to every
+destination member, every section banner and the document banner against a fresh roll-up,
+and that no term whose action is block or redact, no PII pattern and no encoded run
+remains. Any finding means the output may not leave: the pipeline blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from guard.findings import Finding
+from guard.markings import (
+    Marking,
+    classification_rank,
+    parse,
+    recognize_portions,
+    releasable,
+    render_banner,
+    rollup,
+)
+from guard.messages import ism_to_mark
+from guard.policy import Policy
+from guard.scanner import Match, Scanner
+from guard.terms import TermList, load_patterns, load_terms
+
+__all__ = ["Prepared", "Rechecker", "build_lists"]
+
+_TEAR = re.compile(r"^[ \t]*-{3,}[ \t]*TEARLINE[ \t]*-{3,}[ \t]*$", re.IGNORECASE)
+RULE = "recheck-failed"
+# the only attributes a released JSON portion may carry (anything else could hide content)
+_PORTION_KEYS = frozenset({
+    "text", "classification", "ownerProducer", "releasableTo", "disseminationControls",
+    "SCIcontrols", "SARIdentifier", "atomicEnergyMarkings", "FGIsourceOpen",
+    "nonICmarkings", "displayOnlyTo",
+})
+
+
+def build_lists(policy: Policy) -> list[TermList]:
+    """The TermLists of a policy, term lists first, then one list per lane (in order)."""
+    lists = []
+    for spec in policy.term_lists:
+        if spec.kind == "pattern":
+            lists.append(load_patterns(spec.path, spec.name))
+        else:
+            lists.append(load_terms(spec.path, spec.name, spec.kind))
+    for lane in policy.lanes:
+        lists.append(load_terms(lane.indicators, lane.name, "dirty"))
+    return lists
+
+
+@dataclass(slots=True)
+class Prepared:
+    """An output parsed by the recheck's own parser (before scanning)."""
+
+    text: bytes
+    findings: list[Finding] = field(default_factory=list)
+    # per portion: (line start, mark end, line end, marking, section, mark bytes)
+    portions: list[tuple[int, int, int, Marking, int, bytes]] = field(default_factory=list)
+    # per banner: (section or -1 for the document, marking, start, end, banner text)
+    banners: list[tuple[int, Marking, int, int, str]] = field(default_factory=list)
+    skip: list[tuple[int, int]] = field(default_factory=list)   # banner lines
+
+
+class Rechecker:
+    """Checks released bytes against a policy, independently of the first pass."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.scanner = Scanner(build_lists(policy), leet=policy.leet,
+                               encoded_min_len=policy.encoded_min_length)
+        self.actions = {s.name: s.action for s in policy.term_lists if s.kind != "clean"}
+        self.lanes = {ln.name: ln for ln in policy.lanes}
+        self._marks: dict[str, Marking | None] = {}
+        self._rel: dict[bytes, str] = {}
+        self._pmarks: dict[bytes, Marking | None] = {}
+        self._rollup_ok: dict[tuple[str, frozenset[bytes]], bool] = {}
+
+    # ------------------------------------------------------------ parse
+    def _mark(self, text: str, kind: str) -> Marking | None:
+        key = kind + "\x00" + text
+        if key not in self._marks:
+            if len(self._marks) > 65536:
+                self._marks.clear()
+            r = parse(text, kind)
+            self._marks[key] = r.marking if r.valid else None
+        return self._marks[key]
+
+    def _pmark(self, raw: bytes) -> Marking | None:
+        """A portion mark's bytes -> Marking (None if invalid); cached by the bytes."""
+        got = self._pmarks.get(raw, False)
+        if got is False:
+            if len(self._pmarks) > 65536:
+                self._pmarks.clear()
+            try:
+                got = self._mark(raw.decode("utf-8"), "portion")
+            except UnicodeDecodeError:
+                got = None
+            self._pmarks[raw] = got
+        return got  # type: ignore[return-value]
+
+    def prepare(self, output: bytes) -> Prepared:
+        """Parse the released bytes (plain text or JSON) with this module's own parser."""
+        if not output.isascii():
+            try:
+                output.decode("utf-8")
+            except UnicodeDecodeError:
+                return Prepared(output, [Finding(RULE, "the output is not valid UTF-8", 0, 0)])
+        text = output
+        head = output[:1]
+        if head == b"{" or (head.isspace() and output.lstrip()[:1] == b"{"):
+            try:
+                text = self._json_to_text(json.loads(output)).encode("utf-8")
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
+                return Prepared(output, [Finding(RULE, f"the JSON output is not valid: {exc}",
+                                                 0, len(output))])
+        fast = self._fast(text)
+        if fast is not None:
+            return fast
+        prep = Prepared(text)
+        bad = prep.findings.append
+        lines: list[tuple[int, int]] = []
+        pos = 0
+        for raw in text.split(b"\n"):
+            n = len(raw)
+            if raw[:1] == b"(" or raw.strip():
+                lines.append((pos, pos + n - 1 if raw[-1:] == b"\r" else pos + n))
+            pos += n + 1
+        if len(lines) < 3:
+            bad(Finding(RULE, "the output is not a complete report", 0, len(text)))
+            return prep
+        (a0, a1), (z0, z1) = lines[0], lines[-1]
+        top = text[a0:a1].strip()
+        if top != text[z0:z1].strip():
+            bad(Finding(RULE, "the output's first and last banners differ", z0, z1))
+            return prep
+        doc = None if top[:1] == b"(" else self._mark(top.decode(), "banner")
+        if doc is None:
+            bad(Finding(RULE, "the output's banner is not a valid banner", a0, a1))
+            return prep
+        prep.banners.append((-1, doc, a0, a1, top.decode()))
+        skip = prep.skip
+        skip += [(a0, a1), (z0, z1)]
+        portions = prep.portions
+        sec, want_banner = 0, False
+        for s0, s1 in lines[1:-1]:
+            line = text[s0:s1]
+            if line[:1] == b"(" and not want_banner:
+                close = line.find(b")")
+                m = self._pmark(line[1:close]) if close > 1 else None
+                if m is None:
+                    bad(Finding(RULE, "an output line has an invalid portion mark", s0, s1))
+                    continue
+                portions.append((s0, s0 + close + 1, s1, m, sec, line[1:close]))
+                continue
+            sline = line.decode()
+            if _TEAR.match(sline):
+                sec += 1
+                want_banner = True
+                continue
+            if want_banner:
+                m = None if sline.startswith("(") else self._mark(sline.strip(), "banner")
+                if m is None:
+                    bad(Finding(RULE, "a tearline section has no valid banner", s0, s1))
+                    return prep
+                prep.banners.append((sec, m, s0, s1, sline.strip()))
+                skip.append((s0, s1))
+                want_banner = False
+                continue
+            bad(Finding(RULE, "an output line is not a portion-marked paragraph", s0, s1))
+        if want_banner:
+            bad(Finding(RULE, "the output ends in an empty tearline section", z0, z1))
+        return prep
+
+    def _fast(self, text: bytes) -> Prepared | None:
+        """Banner, portion lines only, banner, in one pass of the markings engine's
+        recogniser; None when anything else is there (the line parser then decides)."""
+        first_nl = text.find(b"\n")
+        if first_nl <= 0:
+            return None
+        body_end = len(text) - 1 if text.endswith(b"\n") else len(text)
+        last_nl = text.rfind(b"\n", 0, body_end)
+        if last_nl <= first_nl:
+            return None
+        hits = recognize_portions(text)
+        if (not hits or len(hits) != text.count(b"\n", first_nl + 1, last_nl + 1)
+                or hits[0].start != first_nl + 1 or hits[-1].start > last_nl):
+            return None
+        top_line = text[:first_nl].rstrip(b"\r")
+        top = top_line.strip()
+        bottom_end = body_end - (text[body_end - 1:body_end] == b"\r")
+        if top[:1] == b"(" or top != text[last_nl + 1:bottom_end].strip():
+            return None
+        doc = self._mark(top.decode(), "banner")
+        if doc is None:
+            return None
+        prep = Prepared(text)
+        prep.banners.append((-1, doc, 0, len(top_line), top.decode()))
+        prep.skip += [(0, len(top_line)), (last_nl + 1, bottom_end)]
+        portions = prep.portions
+        ends = [h.start - 1 for h in hits[1:]]
+        ends.append(last_nl)
+        for k, (s0, mark_end, r) in enumerate(hits):
+            if text[s0 - 1] != 10 or r.errors or r.marking is None:
+                return None
+            e = ends[k] - (text[ends[k] - 1] == 13)
+            portions.append((s0, mark_end, e, r.marking, 0, text[s0 + 1:mark_end - 1]))
+        return prep
+
+    def _json_to_text(self, doc: dict) -> str:
+        if not isinstance(doc, dict) or set(doc) - {"banner", "portions", "tearlines"}:
+            raise ValueError("unexpected top-level keys")
+        secs = [doc, *doc.get("tearlines", [])]
+        lines = []
+        main = self._mark(ism_to_mark(doc["banner"]), "portion")
+        if main is None:
+            raise ValueError("invalid banner attributes")
+        lines.append(render_banner(main))
+        for k, sec in enumerate(secs):
+            if k:
+                m = self._mark(ism_to_mark(sec["banner"]), "portion")
+                if m is None:
+                    raise ValueError("invalid tearline banner attributes")
+                lines += ["-" * 10 + " TEARLINE " + "-" * 10, render_banner(m)]
+            if k and set(sec) - {"banner", "portions"}:
+                raise ValueError("unexpected tearline keys")
+            for p in sec["portions"]:
+                if not isinstance(p, dict) or set(p) - _PORTION_KEYS:
+                    raise ValueError("unexpected portion keys")
+                t = p["text"]
+                if not isinstance(t, str) or any(c in t for c in "\n\r"):
+                    t = str(t).replace("\n", " ").replace("\r", " ")
+                lines.append("(" + ism_to_mark(p) + ") " + t)
+        lines.append(lines[0])
+        return "\n".join(lines) + "\n"
+
+    # ------------------------------------------------------------ checks
+    def _portion_problem(self, mark: bytes, m: Marking, lanes: set[str]) -> str:
+        """Why marking ``m`` may not go to the destination ("" if it may)."""
+        key_lanes = frozenset(lanes)
+        pol = self.policy
+        rank = classification_rank(m)
+        if rank > pol.accreditation_rank:
+            return f"a portion is above the destination's accreditation ({pol.accreditation})"
+        if any(c.name not in pol.allowed_sci for c in m.sci):
+            return "a portion carries SCI the destination may not receive"
+        if any(c.name not in pol.allowed_sap for c in m.sap):
+            return "a portion carries a SAP the destination may not receive"
+        if pol.public:
+            plain = (rank == 0 and m.origin == "US" and not (m.dissem or m.non_ic or m.sci or m.sap
+                     or m.aea or m.fgi or m.fgi_marked or m.rel_to or m.rel_abbrev
+                     or m.display_only or m.eyes))
+            return "" if plain else "a portion is not a plain (U) portion"
+        cached = self._rel.get(mark) if not key_lanes else None
+        if cached is not None:
+            return cached
+        missing = [c for c in sorted(pol.members) if not releasable(m, c).releasable]
+        why = ""
+        if missing:
+            unc = self._uncaveated(m)
+            ok = unc and pol.uncaveated_release
+            for name in key_lanes:
+                lane = self.lanes[name]
+                ok = ok or (unc and lane.uncaveated and rank <= lane.max_rank)
+            if not ok:
+                why = "a portion is not releasable to " + ", ".join(missing)
+        if not key_lanes:
+            if len(self._rel) > 65536:
+                self._rel.clear()
+            self._rel[mark] = why
+        return why
+
+    def _uncaveated(self, m: Marking) -> bool:
+        ctl = set(m.dissem) | set(m.non_ic)
+        return (m.origin == "US" and not (m.rel_to or m.rel_abbrev or m.display_only or m.eyes
+                or m.sci or m.sap or m.aea or m.fgi or m.fgi_marked)
+                and "NF" not in ctl and not (ctl & self.policy.restrictive_controls))
+
+    def finish(self, prep: Prepared, matches: Sequence[Match], scan_findings: Sequence[Finding],
+               *, allow_quarantine: bool = False) -> list[Finding]:
+        """Findings for a prepared output given its scan; empty = it may leave."""
+        out = list(prep.findings)
+        if out:
+            return out
+        out += [Finding(RULE, f"scan of the output failed: {f.message}", f.start, f.end)
+                for f in scan_findings]
+        portions = prep.portions
+        starts = [p[0] for p in portions] if matches else []
+        lanes_of: dict[int, set[str]] = {}
+        for mt in matches:
+            i = bisect_right(starts, mt.start) - 1
+            if i >= 0 and mt.start < portions[i][2]:
+                if mt.end <= portions[i][1]:
+                    continue  # inside a portion mark: marking vocabulary
+            elif any(s <= mt.start and mt.end <= e for s, e in prep.skip):
+                continue  # inside a banner line
+            if mt.kind == "encoded":
+                out.append(Finding(RULE, "the output carries an encoded run the guard cannot "
+                                   "inspect", mt.start, mt.end))
+                continue
+            if mt.list_name in self.lanes:
+                if i >= 0:
+                    lanes_of.setdefault(i, set()).add(mt.list_name)
+                continue
+            action = self.actions.get(mt.list_name)
+            if action is None:
+                continue
+            if action == "quarantine" and allow_quarantine:
+                continue
+            out.append(Finding(RULE, f"the output still holds a match of list "
+                               f"'{mt.list_name}' ({action})", mt.start, mt.end))
+        members: list[Marking] = []
+        per_sec: dict[int, list[int]] = {}
+        for i, (s0, _me, s1, m, sec, mark) in enumerate(portions):
+            lanes = set()
+            for name in lanes_of.get(i, ()):
+                lane = self.lanes[name]
+                if classification_rank(m) <= lane.max_rank:
+                    lanes.add(name)
+            why = self._rel.get(mark) if not lanes else None
+            if why is None:
+                why = self._portion_problem(mark, m, lanes)
+            if why:
+                out.append(Finding(RULE, why, s0, s1))
+            members.append(m)
+            per_sec.setdefault(sec, []).append(i)
+        if not members:
+            out.append(Finding(RULE, "the output has no portions", 0, len(prep.text)))
+            return out
+        for sec, bm, s0, s1, btext in prep.banners:
+            idx = range(len(members)) if sec < 0 else per_sec.get(sec, [])
+            if not idx or not self._banner_ok(btext, bm, [portions[i] for i in idx]):
+                out.append(Finding(RULE, "a banner of the output is not the roll-up of its "
+                                   "portions", s0, s1))
+        return out
+
+    def _banner_ok(self, btext: str, bm: Marking, ps: list[tuple]) -> bool:
+        """The banner renders exactly as the roll-up of the portions (cached by text)."""
+        key = (btext, frozenset(p[5] for p in ps))
+        ok = self._rollup_ok.get(key)
+        if ok is None:
+            ok = render_banner(rollup([p[3] for p in ps])) == render_banner(bm)
+            if len(self._rollup_ok) > 65536:
+                self._rollup_ok.clear()
+            self._rollup_ok[key] = ok
+        return ok
+
+    def check(self, output: bytes, *, allow_quarantine: bool = False) -> list[Finding]:
+        """Parse, scan and check ``output``; empty = it may leave."""
+        prep = self.prepare(output)
+        if prep.findings:
+            return prep.findings
+        res = self.scanner.scan(prep.text)
+        return self.finish(prep, list(res.matches) + list(res.encoded), res.findings,
+                           allow_quarantine=allow_quarantine)

@@ -1,0 +1,109 @@
+"""Redaction: build the bytes that may be released from a parsed message and a plan.
+
+The plan says which portions remain (grouped by section) and which byte spans inside them
+are cut. Banners are recomputed from what remains through the markings roll-up, for the
+document and for every tearline section; a lone tearline section is released as a report of
+its own. JSON documents are written back as JSON with the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from guard.markings import Marking, render_banner, rollup
+from guard.messages import TEARLINE, Message, marking_to_ism
+
+__all__ = ["PLACEHOLDER", "Plan", "build_output"]
+
+#: What replaces a cut span: no letter run that a term list is likely to hold.
+PLACEHOLDER = b"[REDACTED]"
+
+
+@dataclass(slots=True)
+class Plan:
+    """Portions to keep, per output section, and the spans to cut inside them."""
+
+    sections: list[list[int]]                      # portion indices, one list per section
+    cuts: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+
+
+def _cut(line: bytes, base: int, cuts: Sequence[tuple[int, int]]) -> bytes:
+    """``line`` (starting at ``base`` in the text) with ``cuts`` replaced by the placeholder."""
+    out, pos = [], 0
+    for s, e in sorted(cuts):
+        s, e = max(s - base, pos), min(e - base, len(line))
+        if e <= s:
+            continue
+        out.append(line[pos:s])
+        out.append(PLACEHOLDER)
+        pos = e
+    out.append(line[pos:])
+    return b"".join(out)
+
+
+_rollups: dict[frozenset[str], Marking] = {}
+
+
+def _rollup(msg: Message, idx: Sequence[int]) -> Marking:
+    """Roll-up of the portions ``idx``, cached by the set of their mark texts."""
+    key = frozenset(msg.portions[i].mark for i in idx)
+    got = _rollups.get(key)
+    if got is None:
+        ms = [msg.portions[i].marking for i in idx]
+        if any(m is None for m in ms):
+            raise ValueError("a kept portion has no marking")
+        got = rollup(ms)  # type: ignore[arg-type]
+        if len(_rollups) > 65536:
+            _rollups.clear()
+        _rollups[key] = got
+    return got
+
+
+def build_output(msg: Message, plan: Plan) -> tuple[bytes, str]:
+    """The released bytes and their banner for ``plan``; sections left empty are dropped."""
+    sections = [s for s in plan.sections if s]
+    if not sections:
+        raise ValueError("nothing to release")
+    sec_marks = [_rollup(msg, sec) for sec in sections]
+    doc = _rollup(msg, [i for sec in sections for i in sec])
+    banner = render_banner(doc)
+    if msg.format == "json":
+        return _build_json(msg, plan, sections, sec_marks, doc), banner
+    text = msg.text
+    lines = [banner.encode("utf-8")]
+    for k, sec in enumerate(sections):
+        if k:
+            lines.append(TEARLINE)
+            lines.append(render_banner(sec_marks[k]).encode("utf-8"))
+        for i in sec:
+            p = msg.portions[i]
+            line = text[p.start:p.end]
+            cuts = plan.cuts.get(i)
+            lines.append(_cut(line, p.start, cuts) if cuts else line)
+    lines.append(lines[0])
+    return b"\n".join(lines) + b"\n", banner
+
+
+def _build_json(msg: Message, plan: Plan, sections: list[list[int]], sec_marks: list[Marking],
+                doc: Marking) -> bytes:
+    assert msg.json_portions is not None
+    out_secs: list[dict[str, Any]] = []
+    for k, sec in enumerate(sections):
+        items = []
+        for i in sec:
+            p = msg.portions[i]
+            obj = dict(msg.json_portions[i])
+            cuts = plan.cuts.get(i)
+            if cuts:
+                # canonical line = "(" mark ") " text, and text maps byte for byte
+                base = p.mark_end + 1
+                obj["text"] = _cut(obj["text"].encode("utf-8"), base, cuts).decode("utf-8")
+            items.append(obj)
+        out_secs.append({"banner": marking_to_ism(sec_marks[k]), "portions": items})
+    doc_obj: dict[str, Any] = {"banner": marking_to_ism(doc), "portions": out_secs[0]["portions"]}
+    if len(out_secs) > 1:
+        doc_obj["tearlines"] = out_secs[1:]
+    return json.dumps(doc_obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"

@@ -1,0 +1,92 @@
+"""The independent re-check refuses every kind of bad output on its own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guard.policy import load_policy
+from guard.recheck import Rechecker
+
+POLICIES = Path(__file__).resolve().parents[1] / "policies"
+GB = "SECRET//REL TO USA, GBR"
+
+
+@pytest.fixture(scope="module")
+def gbr() -> Rechecker:
+    return Rechecker(load_policy(POLICIES / "us-secret-to-gbr.yaml"))
+
+
+def _doc(*lines: str, banner: str = GB) -> bytes:
+    return ("\n".join([banner, *lines, banner]) + "\n").encode()
+
+
+GOOD_JSON = {"banner": {"classification": "S", "releasableTo": ["USA", "GBR"],
+                        "disseminationControls": ["REL"]},
+             "portions": [{"text": "Convoy.", "classification": "S",
+                           "releasableTo": ["USA", "GBR"], "disseminationControls": ["REL"]}]}
+
+BAD = [
+    ("nf-portion", _doc("(S//REL TO USA, GBR) a.", "(S//NF) b.", banner="SECRET//NOFORN"),
+     "not releasable to GBR"),
+    ("above-accreditation", _doc("(TS//REL TO USA, GBR) a.",
+                                 banner="TOP SECRET//REL TO USA, GBR"), "accreditation"),
+    ("sci", _doc("(S//SI//REL TO USA, GBR) a.", banner="SECRET//SI//REL TO USA, GBR"), "SCI"),
+    ("wrong-banner", _doc("(U) a."), "roll-up"),
+    ("banners-differ", b"SECRET//REL TO USA, GBR\n(S//REL TO USA, GBR) a.\nSECRET\n", "differ"),
+    ("unmarked", _doc("(S//REL TO USA, GBR) a.", "plain"), "not a portion-marked"),
+    ("codeword", _doc("(S//REL TO USA, GBR) NIGHTJAR."), "codewords"),
+    ("pii", _doc("(S//REL TO USA, GBR) 123-45-6789."), "pii"),
+    ("quarantine-term", _doc("(S//REL TO USA, GBR) a clandestine source."), "sensitive"),
+    ("encoded", _doc("(S//REL TO USA, GBR) " + "QUJD" * 30), "encoded"),
+    ("not-utf8", b"SECRET//REL TO USA, GBR\n(S//REL TO USA, GBR) \xff\nSECRET//REL TO USA, GBR\n",
+     "UTF-8"),
+    ("json-hidden-key", json.dumps({**GOOD_JSON, "portions": [
+        {**GOOD_JSON["portions"][0], "note": "hidden"}]}).encode(), "portion keys"),
+    ("empty-tearline", _doc("(S//REL TO USA, GBR) a.", "---- TEARLINE ----"), "tearline"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_recheck_refuses(gbr: Rechecker, case: tuple[str, bytes, str]) -> None:
+    _name, output, why = case
+    problems = gbr.check(output)
+    assert problems and all(p.rule == "recheck-failed" for p in problems)
+    assert any(why in p.message for p in problems), problems
+
+
+def test_recheck_accepts_good_output(gbr: Rechecker) -> None:
+    assert gbr.check(_doc("(S//REL TO USA, GBR) Convoy.", "(U) Rain.")) == []
+    assert gbr.check(json.dumps(GOOD_JSON).encode()) == []
+    # a quarantine list is allowed only after review
+    held = _doc("(S//REL TO USA, GBR) a clandestine source.")
+    assert gbr.check(held, allow_quarantine=True) == []
+
+
+LINES = ["(S//REL TO USA, GBR) Convoy.", "(U) Rain.", "(S//NF) Src.", "", "  (U) indented",
+         "(a) list item", "plain", "(Q) bad", "---- TEARLINE ----", "UNCLASSIFIED",
+         "SECRET//REL TO USA, GBR", "(S//REL TO USA, GBR) NIGHTJAR 123-45-6789."]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(LINES), min_size=0, max_size=6), st.booleans(),
+       st.sampled_from(["SECRET//REL TO USA, GBR", "UNCLASSIFIED", "SECRET//NOFORN"]))
+def test_fast_path_equals_line_parser(middle: list[str], crlf: bool, banner: str) -> None:
+    rc = Rechecker(load_policy(POLICIES / "us-secret-to-gbr.yaml")) if not _RC else _RC[0]
+    _RC[:] = [rc]
+    eol = "\r\n" if crlf else "\n"
+    data = (eol.join([banner, *middle, banner]) + eol).encode()
+    fast = [(f.rule, f.message, f.start, f.end) for f in rc.check(data)]
+    rc._fast = lambda text: None  # type: ignore[method-assign]
+    try:
+        slow = [(f.rule, f.message, f.start, f.end) for f in rc.check(data)]
+    finally:
+        del rc._fast
+    assert fast == slow
+
+
+_RC: list[Rechecker] = []
