@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``guard`` script; returns the process exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # A command that sets ``takes_extra`` (``guard bench NAME``) parses the rest of
+    # the line itself; for every other command an unknown argument is an error.
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         status = args.func(args)
     except BrokenPipeError:  # e.g. `guard ... | head`
