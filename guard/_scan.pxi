@@ -1,1 +1,1343 @@
-# Term scanning (filled in by the filtering core).
+# Term scanning: the filtering core's hot path (owned by the filtering-core helper).
+#
+# Why this design (see /work/shared/domain/MEASUREMENTS.md): a table-driven Aho-Corasick DFA
+# over 2,000+ terms does not fit in L1/L2 and is bound by one dependent load per byte
+# (~130 MB/s). Writing out a normalised copy of the text is also too slow (a first version
+# that "squeezed" every byte into char/offset/gap arrays ran at ~250 MB/s: 10 bytes of
+# stores per input byte). So the core never materialises the normalised text:
+#   1. WORD STARTS: whole-word terms can only start where a letter/digit follows a
+#      separator (~1 byte in 6 of English). With AVX-512 (VBMI) + BMI2, detected at run
+#      time, 64 bytes are folded per instruction (two-register byte permute of the fold
+#      table) and word starts come out of a 64-bit mask; otherwise a branch-free scalar
+#      pass lists them. Pure-ASCII bodies are read in place: no Python-level Unicode work;
+#      other bodies are first folded by guard.normalize into a Latin skeleton with an
+#      offset map and then read the same way.
+#   2. PREFILTER: at a word start the first letters/digits, separators skipped (pext on
+#      the folded bytes, or shifts), form a key; terms are grouped in classes (length 1..4
+#      exactly, 5..7 keyed on 5 characters, 8+ keyed on 5 then on 8 characters) and each
+#      class key is hashed into a bitset that stays in L1/L2. Skipping separators makes
+#      "N.O.F.O.R.N" and "NO-FORN" probe the same key as "NOFORN"; a whole-word term
+#      shorter than the word it starts cannot match, which removes most coincidences
+#      ("thei" in "their"). Substring (~) terms use a bigram bitset at every position.
+#   3. VERIFY (rare): an exact hash table gives the terms of a key; one 64-bit compare
+#      on 8 characters rejects most; the text is then squeezed locally in a rolling buffer
+#      (letters/digits + the kind of separator run before each: none / tight / loose /
+#      hard) and compared with memcmp; boundaries and inner gaps are checked: a gap inside
+#      a word is accepted only when tight ("NO-FORN", a line break) or when it joins single
+#      letters ("N O F O R N"). Matches are then mapped to ORIGINAL byte offsets.
+# Every step is linear: the rolling buffer squeezes each byte once per loop however many
+# probes overlap ("a a a a ..." against "aaa...ab"), patterns run as a 64-bit bit-parallel
+# NFA whose bounded repeats close in O(runs) per byte, encoded runs are found by skipping
+# 64-byte blocks without 8 (16) alphabet bytes in a row, and windows of SC_WINDOW bytes
+# bound the scratch memory for 100 MB bodies. guard.normalize.squeeze is the executable
+# reference of the squeezed stream; tests compare both paths with pyahocorasick on it.
+
+cimport cython
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int16_t, int32_t, int64_t
+from libc.stdlib cimport malloc, realloc, free, qsort
+from libc.string cimport memset, memchr, memcmp, memmove
+
+import numpy as _np
+
+cdef enum:
+    SC_WINDOW = 65536          # folded bytes per squeeze window
+    SC_OVERLAP = 4096          # look-ahead past a window (> longest possible match span:
+                               # SC_MAX_TERM characters with gaps of at most SC_MAX_GAP)
+    SC_BACK = 16               # look-behind so the first gap of a window is classified right
+    SC_MAX_TERM = 255          # longest term, in squeezed characters
+    SC_MAX_GAP = 8             # longer separator runs are hard gaps
+    SC_ROLL = 1024             # rolling squeeze buffer (> 2 * SC_MAX_TERM)
+    SC_MAX_BODY = 2147482624   # largest body scanned (int32 positions, minus slack)
+    SC_GAP_NONE = 0
+    SC_GAP_TIGHT = 1
+    SC_GAP_LOOSE = 2
+    SC_GAP_HARD = 3
+    SC_F_INVALID_UTF8 = 1      # batch flags (nonzero = fail closed)
+    SC_F_NUL = 2
+    SC_F_OVERSIZE = 4
+    SC_F_ERROR = 8
+
+SCAN_FLAG_INVALID_UTF8 = SC_F_INVALID_UTF8
+SCAN_FLAG_NUL = SC_F_NUL
+SCAN_FLAG_OVERSIZE = SC_F_OVERSIZE
+SCAN_FLAG_ERROR = SC_F_ERROR
+SCAN_MAX_TERM = SC_MAX_TERM
+SCAN_MAX_BODY = SC_MAX_BODY
+
+
+ctypedef struct SCTable:
+    const uint64_t* bits
+    const uint64_t* bitsl   # class-5 keys of the terms of 8+ characters (first stage)
+    uint32_t shift          # bit index = hash >> shift
+    const uint64_t* hkeys
+    const int32_t* hlo
+    const int32_t* hhi
+    const int32_t* hmax     # longest term in each slot's range
+    uint32_t hmask
+    int classes             # bit m-1: some term is in prefix class m (1..4: that length,
+                            # 5: five to seven characters); bit 5 (32): eight or more,
+                            # keyed on their first 8 characters
+    int nterms
+    const uint64_t* big     # substring tables: bitset of first bigrams (65536 bits)
+    const uint8_t* single   # substring tables: 256 flags of one-character terms
+
+ctypedef struct SCHit:
+    int32_t msg
+    int32_t code            # term index, or nterms + pattern index
+    int64_t start
+    int64_t end
+
+ctypedef struct SCVec:
+    SCHit* a
+    Py_ssize_t n
+    Py_ssize_t cap
+    int oom
+
+ctypedef struct SCWork:
+    int32_t* ws                 # word starts (portable path) / candidate positions (SIMD)
+    uint8_t* fb                 # folded window (SIMD path)
+    uint64_t* ck                # candidate keys (SIMD path)
+    int32_t* chm                # candidate class masks (SIMD path)
+    Py_ssize_t cap
+
+ctypedef struct SCRoll:         # a rolling squeezed stretch of text (verification only)
+    uint8_t chars[SC_ROLL]
+    uint8_t gap[SC_ROLL]
+    int32_t idx[SC_ROLL]
+    Py_ssize_t n                # characters buffered
+    Py_ssize_t cur              # index of the position being probed
+    Py_ssize_t raw              # next raw byte to squeeze
+    int glen, nb, nl            # separator run state at raw
+
+ctypedef struct SCMatcher:
+    SCTable ww              # whole-word terms
+    SCTable ss              # substring terms
+    const uint8_t* tchars
+    const int32_t* toff
+    const int32_t* tlen
+    const uint8_t* tgap
+    const int32_t* tord
+    const uint8_t* tclean
+    const uint64_t* tkey8   # first min(8, len) characters of each term
+    const uint64_t* tmask8
+    int nterms
+    const uint8_t* fold
+    const uint8_t* cls
+    int npat
+    const uint64_t* pcm     # npat * 256 masks: bit k = byte accepted at position k
+    const uint64_t* popt    # npat * 16: (run mask, fill mask) of each run of optional positions
+    const int32_t* pnrun
+    const uint64_t* pstart  # closure of the start state
+    const int32_t* plen
+    const uint8_t* pcan     # 256: byte can start some pattern
+    const uint8_t* alnum    # 256: a word character for pattern boundaries
+    const uint8_t* b64      # 256: 1 base64 alphabet, 2 also hex
+    const uint8_t* ssflags  # 256: substring first / single / second character flags
+    Py_ssize_t enc_min
+
+
+cdef extern from *:
+    """
+    #include <immintrin.h>
+    #include <stdint.h>
+
+    /* AVX-512 (BW + VBMI) + BMI2 hot path, dispatched at run time (the build uses no
+       -march flag, so the attributes below enable the instructions per function). */
+    static int sc_simd_ok = -1;
+    static int sc_simd_available(void) {
+        if (sc_simd_ok < 0) {
+            __builtin_cpu_init();
+            sc_simd_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("bmi2")
+                && __builtin_cpu_supports("popcnt");
+        }
+        return sc_simd_ok;
+    }
+
+    /* out[i] = fold[d[i]] for i < n (fold[b] == b for b >= 0x80), 64 bytes per step:
+       one two-register byte permute looks the low 128 entries up. */
+    __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+    static void sc_fold_block(const uint8_t* fold, const uint8_t* d, Py_ssize_t n, uint8_t* out) {
+        __m512i lo = _mm512_loadu_si512((const void*)fold);
+        __m512i hi = _mm512_loadu_si512((const void*)(fold + 64));
+        Py_ssize_t i = 0;
+        for (; i + 64 <= n; i += 64) {
+            __m512i x = _mm512_loadu_si512((const void*)(d + i));
+            __m512i f = _mm512_permutex2var_epi8(lo, x, hi);
+            f = _mm512_mask_mov_epi8(f, _mm512_movepi8_mask(x), x);
+            _mm512_storeu_si512((void*)(out + i), f);
+        }
+        for (; i < n; i++) out[i] = fold[d[i]];
+    }
+
+    /* The next run of >= minl bytes with b64[byte] != 0 at or after `from` (minl >= 16):
+       64 bytes at a time, a block is skipped unless it holds 8 such bytes in a row (any
+       run of 16 or more has 8 in a row inside one block); only the rare flagged blocks
+       are walked byte by byte. Returns 1 and the run's [start, end) when found. */
+    __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+    static int sc_find_run(const uint8_t* b64, const uint8_t* d, Py_ssize_t n,
+                           Py_ssize_t from, Py_ssize_t minl, Py_ssize_t* rs, Py_ssize_t* re) {
+        __m512i lo = _mm512_loadu_si512((const void*)b64);
+        __m512i hi = _mm512_loadu_si512((const void*)(b64 + 64));
+        int wide = minl >= 32;   /* then a run holds 16 in a row inside one block */
+        Py_ssize_t i = from, run = 0;
+        while (i < n) {
+            while (i + 64 <= n) {
+                __m512i x = _mm512_loadu_si512((const void*)(d + i));
+                __m512i t = _mm512_permutex2var_epi8(lo, x, hi);
+                uint64_t m = _mm512_test_epi8_mask(t, t) & ~_mm512_movepi8_mask(x);
+                uint64_t r = m & (m >> 1); r &= r >> 2; r &= r >> 4;
+                if (wide) r &= r >> 8;
+                if (r) break;
+                /* no long stretch here: only the ones at the block's end carry on */
+                run = __builtin_clzll(~m);
+                i += 64;
+            }
+            Py_ssize_t stop = i + 64 <= n ? i + 64 : n;
+            for (; i < stop; i++) {
+                if (b64[d[i]]) {
+                    run++;
+                    if (run >= minl) {
+                        Py_ssize_t e = i + 1;
+                        while (e < n && b64[d[e]]) e++;
+                        *rs = i + 1 - run; *re = e;
+                        return 1;
+                    }
+                } else {
+                    run = 0;
+                }
+            }
+        }
+        return 0;
+    }
+
+    /* Substring-term candidates in folded bytes fb[0:len]: positions whose letter can
+       start a term of 2+ characters and whose next byte can be its second character or
+       is a separator (the second character may follow a gap), or whose letter is a
+       one-character term. flags[c]: bit 0 first, bit 1 single, bit 2 second character
+       (bytes >= 0x80 always pass). Writes positions, returns their number. */
+    __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+    static Py_ssize_t sc_ss_candidates(const uint8_t* fb, Py_ssize_t len, const uint8_t* flags,
+                                       int32_t* out) {
+        __m512i lo = _mm512_loadu_si512((const void*)flags);
+        __m512i hi = _mm512_loadu_si512((const void*)(flags + 64));
+        __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2), four = _mm512_set1_epi8(4);
+        Py_ssize_t nc = 0;
+        for (Py_ssize_t i = 0; i < len; i += 64) {
+            __m512i x = _mm512_loadu_si512((const void*)(fb + i));
+            __m512i y = _mm512_loadu_si512((const void*)(fb + i + 1));
+            __m512i fx = _mm512_permutex2var_epi8(lo, x, hi);
+            __m512i fy = _mm512_permutex2var_epi8(lo, y, hi);
+            fx = _mm512_mask_mov_epi8(fx, _mm512_movepi8_mask(x), _mm512_set1_epi8(7));
+            fy = _mm512_mask_mov_epi8(fy, _mm512_movepi8_mask(y), _mm512_set1_epi8(7));
+            uint64_t first = _mm512_test_epi8_mask(fx, one);
+            uint64_t single = _mm512_test_epi8_mask(fx, two);
+            uint64_t second = _mm512_test_epi8_mask(fy, four);
+            uint64_t gap = _mm512_testn_epi8_mask(y, y);
+            uint64_t c = (first & (second | gap)) | single;
+            if (len - i < 64) c &= (1ull << (len - i)) - 1;
+            while (c) {
+                out[nc++] = (int32_t)(i + __builtin_ctzll(c));
+                c &= c - 1;
+            }
+        }
+        return nc;
+    }
+
+    static inline uint32_t sc_hash64(uint64_t key) {
+        return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32);
+    }
+    static inline uint64_t sc_ckey(uint64_t k, int m) {
+        return (k & ((1ull << (8 * m)) - 1)) | ((uint64_t)m << 56);
+    }
+
+    /* First 8 squeezed characters from raw position p, zero-filled after the text end or
+       a hard gap (same as _sc_key8). */
+    static uint64_t sc_key8_raw(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
+                                Py_ssize_t n, Py_ssize_t p) {
+        uint64_t k = 0; int cnt = 0, glen = 0, nl = 0;
+        for (Py_ssize_t j = p; j < n && cnt < 8; j++) {
+            uint64_t f = fold[d[j]];
+            if (f) { k |= f << (8 * cnt); cnt++; glen = 0; nl = 0; }
+            else {
+                glen++; nl += cls[d[j]] == 2;
+                if (glen > 8 || nl >= 2) break;
+            }
+        }
+        return k;
+    }
+
+    /* Word starts of folded bytes fb[0:b-a] (text positions a..b), each probed against
+       the prefix bitset; writes the candidates (position, key, class mask). fb must hold
+       folded bytes up to min(n, b + 8) - a and zeros after. */
+    __attribute__((target("avx512f,avx512bw,bmi2,popcnt")))
+    static Py_ssize_t sc_ww_candidates(const uint8_t* fold, const uint8_t* cls,
+            const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b, const uint8_t* fb,
+            Py_ssize_t fb_end, const uint64_t* bits, const uint64_t* bitsl, uint32_t shift,
+            int classes, int32_t* cp, uint64_t* ck, int32_t* chm) {
+        const uint64_t H = 0x8080808080808080ull, L7 = 0x7F7F7F7F7F7F7F7Full;
+        uint64_t carry = (a > 0 && fold[d[a - 1]]) ? 1 : 0;
+        Py_ssize_t nc = 0, len = b - a;
+        for (Py_ssize_t i = 0; i < len; i += 64) {
+            __m512i f = _mm512_loadu_si512((const void*)(fb + i));
+            uint64_t m = _mm512_test_epi8_mask(f, f);
+            if (len - i < 64) m &= (1ull << (len - i)) - 1;
+            uint64_t st = m & ~((m << 1) | carry);
+            carry = m >> 63;
+            if (len - i < 64) carry = 0;
+            while (st) {
+                Py_ssize_t off = i + __builtin_ctzll(st);
+                st &= st - 1;
+                uint64_t v, k;
+                int z;
+                Py_ssize_t p = a + off;
+                if (off + 8 <= fb_end) {
+                    memcpy(&v, fb + off, 8);
+                    uint64_t zm = ~(((v & L7) + L7) | v | L7);
+                    uint64_t nz = (~zm & H) >> 7;
+                    z = zm ? (__builtin_ctzll(zm) >> 3) : 8;
+                    k = _pext_u64(v, nz * 0xFF);
+                    if (__builtin_popcountll(nz) < 5 && p + 8 <= n)
+                        k = sc_key8_raw(fold, cls, d, n, p);
+                } else {
+                    k = sc_key8_raw(fold, cls, d, n, p);
+                    z = 0;
+                    while (z < 8 && p + z < n && fold[d[p + z]]) z++;
+                }
+                /* a whole-word term shorter than the first fragment ends inside a word:
+                   only classes m >= z can match here */
+                int allowed = z >= 5 ? 16 : (16 | ((0xF << (z - 1)) & 0xF));
+                uint32_t h5 = sc_hash64(sc_ckey(k, 5)) >> shift;
+                int hm = (int)((bits[h5 >> 6] >> (h5 & 63)) & 1) << 4;
+                if (classes & 15) {
+                    uint32_t h;
+                    if (classes & 1) {
+                        h = sc_hash64(sc_ckey(k, 1)) >> shift;
+                        hm |= (int)((bits[h >> 6] >> (h & 63)) & 1);
+                    }
+                    if (classes & 2) {
+                        h = sc_hash64(sc_ckey(k, 2)) >> shift;
+                        hm |= (int)((bits[h >> 6] >> (h & 63)) & 1) << 1;
+                    }
+                    if (classes & 4) {
+                        h = sc_hash64(sc_ckey(k, 3)) >> shift;
+                        hm |= (int)((bits[h >> 6] >> (h & 63)) & 1) << 2;
+                    }
+                    if (classes & 8) {
+                        h = sc_hash64(sc_ckey(k, 4)) >> shift;
+                        hm |= (int)((bits[h >> 6] >> (h & 63)) & 1) << 3;
+                    }
+                }
+                hm &= allowed & classes;
+                if (classes & 32) {
+                    /* terms of 8+ characters: their 5-character prefix passes bitsl, then
+                       the first 8 squeezed characters (16 bytes, two pext) must pass */
+                    uint32_t h = h5;
+                    if ((bitsl[h >> 6] >> (h & 63)) & 1) {
+                        uint64_t k8 = 0;
+                        if (off + 16 <= fb_end) {
+                            uint64_t v1, v2;
+                            memcpy(&v1, fb + off, 8);
+                            memcpy(&v2, fb + off + 8, 8);
+                            uint64_t n1 = (~(~(((v1 & L7) + L7) | v1 | L7)) & H) >> 7;
+                            uint64_t n2 = (~(~(((v2 & L7) + L7) | v2 | L7)) & H) >> 7;
+                            int c1 = __builtin_popcountll(n1), c2 = __builtin_popcountll(n2);
+                            k8 = _pext_u64(v1, n1 * 0xFF);
+                            if (c1 < 8) k8 |= _pext_u64(v2, n2 * 0xFF) << (8 * c1);
+                            if (c1 + c2 < 8) k8 = sc_key8_raw(fold, cls, d, n, p);
+                        } else {
+                            k8 = sc_key8_raw(fold, cls, d, n, p);
+                        }
+                        uint32_t h8 = sc_hash64(k8) >> shift;
+                        if ((bits[h8 >> 6] >> (h8 & 63)) & 1) { hm |= 32; k = k8; }
+                    }
+                }
+                cp[nc] = (int32_t)p; ck[nc] = k; chm[nc] = hm;
+                nc += hm != 0;
+            }
+        }
+        return nc;
+    }
+    """
+    int sc_simd_available() nogil
+    Py_ssize_t sc_ss_candidates(const uint8_t* fb, Py_ssize_t len, const uint8_t* flags,
+                                int32_t* out) nogil
+    int sc_find_run(const uint8_t* b64, const uint8_t* d, Py_ssize_t n, Py_ssize_t start,
+                    Py_ssize_t minl, Py_ssize_t* rs, Py_ssize_t* re) nogil
+    void sc_fold_block(const uint8_t* fold, const uint8_t* d, Py_ssize_t n, uint8_t* out) nogil
+    Py_ssize_t sc_ww_candidates(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
+                                Py_ssize_t n, Py_ssize_t a, Py_ssize_t b, const uint8_t* fb,
+                                Py_ssize_t fb_end, const uint64_t* bits,
+                                const uint64_t* bitsl, uint32_t shift, int classes,
+                                int32_t* cp, uint64_t* ck, int32_t* chm) nogil
+
+cdef int _sc_use_simd = -1
+
+
+def scan_simd(enable=None):
+    """Whether the AVX-512/BMI2 hot path is used; enable=False forces the portable path
+    (tests run both), True re-enables it when the CPU has it."""
+    global _sc_use_simd
+    if enable is not None:
+        _sc_use_simd = 1 if (enable and sc_simd_available()) else 0
+    elif _sc_use_simd < 0:
+        _sc_use_simd = sc_simd_available()
+    return bool(_sc_use_simd)
+
+
+scan_simd()
+
+
+cdef inline uint32_t _sc_hash(uint64_t key) noexcept nogil:
+    return <uint32_t>((key * <uint64_t>0x9E3779B97F4A7C15u) >> 32)
+
+
+cdef inline int _sc_vec_push(SCVec* v, int32_t msg, int32_t code, int64_t s, int64_t e) noexcept nogil:
+    cdef SCHit* na
+    cdef Py_ssize_t nc
+    if v.n == v.cap:
+        nc = v.cap * 2 + 64
+        na = <SCHit*>realloc(v.a, nc * sizeof(SCHit))
+        if na == NULL:
+            v.oom = 1
+            return -1
+        v.a = na
+        v.cap = nc
+    v.a[v.n].msg = msg
+    v.a[v.n].code = code
+    v.a[v.n].start = s
+    v.a[v.n].end = e
+    v.n += 1
+    return 0
+
+
+cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
+    """Room for a window of n bytes (at most n/2 + 1 word starts)."""
+    cdef Py_ssize_t k = n // 2 + 16
+    if n <= w.cap:
+        return 0
+    _sc_work_free(w)
+    w.ws = <int32_t*>malloc(k * sizeof(int32_t))
+    w.fb = <uint8_t*>malloc(n + 160)
+    w.ck = <uint64_t*>malloc(k * sizeof(uint64_t))
+    w.chm = <int32_t*>malloc(k * sizeof(int32_t))
+    if w.ws == NULL or w.fb == NULL or w.ck == NULL or w.chm == NULL:
+        _sc_work_free(w)
+        return -1
+    w.cap = n
+    return 0
+
+
+cdef void _sc_work_free(SCWork* w) noexcept nogil:
+    free(w.ws); free(w.fb); free(w.ck); free(w.chm)
+    w.ws = NULL
+    w.fb = NULL
+    w.ck = NULL
+    w.chm = NULL
+    w.cap = 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t _sc_word_starts(const uint8_t* fold, const uint8_t* d, Py_ssize_t a,
+                                Py_ssize_t b, int32_t* ws) noexcept nogil:
+    """List i in [a, b) where d[i] is a letter/digit and d[i-1] is not (branch-free)."""
+    cdef Py_ssize_t i, nw = 0
+    cdef uint32_t prev = (fold[d[a - 1]] != 0) if a > 0 else 0
+    cdef uint32_t cur
+    for i in range(a, b):
+        cur = fold[d[i]] != 0
+        ws[nw] = <int32_t>i
+        nw += cur & (prev ^ 1)
+        prev = cur
+    return nw
+
+
+cdef inline uint8_t _sc_gap_kind(int glen, int nb, int nl) noexcept nogil:
+    if glen == 0:
+        return SC_GAP_NONE
+    if glen > SC_MAX_GAP or nl >= 2:
+        return SC_GAP_HARD
+    if (nb == 0 and glen <= 3) or nl == 1:
+        return SC_GAP_TIGHT
+    return SC_GAP_LOOSE
+
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef uint64_t _sc_key8(const uint8_t* fold, const uint8_t* cls, const uint8_t* d, Py_ssize_t n,
+                       Py_ssize_t p) noexcept nogil:
+    """The first 8 squeezed characters from p (d[p] is a letter), zero-filled when the
+    text ends or a hard gap comes first (no term can match across one)."""
+    cdef uint64_t k = 0, f
+    cdef int cnt = 0, glen = 0, nl = 0
+    cdef Py_ssize_t j = p
+    while j < n and cnt < 8:
+        f = fold[d[j]]
+        if f:
+            k |= f << (8 * cnt)
+            cnt += 1
+            glen = 0
+            nl = 0
+        else:
+            glen += 1
+            nl += cls[d[j]] == 2
+            if glen > SC_MAX_GAP or nl >= 2:
+                break
+        j += 1
+    return k
+
+
+cdef inline uint64_t _sc_zero_bytes(uint64_t v) noexcept nogil:
+    """0x80 in every byte of v that is zero, exactly (no false carries)."""
+    cdef uint64_t L7 = 0x7F7F7F7F7F7F7F7Fu
+    return ~(((v & L7) + L7) | v | L7)
+
+
+cdef inline uint64_t _sc_close_gap(uint64_t v) noexcept nogil:
+    """Remove the first run of zero bytes of v (byte 0 is nonzero), shifting the rest down."""
+    cdef uint64_t zm = _sc_zero_bytes(v), zr, rest
+    cdef int z, g
+    z = __builtin_ctzll(zm | (<uint64_t>1 << 63)) >> 3
+    zr = zm >> (8 * z)
+    g = __builtin_ctzll((~zr & <uint64_t>0x8080808080808080u) | (<uint64_t>1 << 63)) >> 3
+    rest = (v >> (8 * z)) >> (8 * g)
+    return (v & ((<uint64_t>1 << (8 * z)) - 1)) | (rest << (8 * z))
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline uint64_t _sc_key_fast(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
+                                  Py_ssize_t n, Py_ssize_t p) noexcept nogil:
+    """The first 5 squeezed characters from p without branches in the common case: fold
+    8 bytes into a word and close up to two separator runs with shifts (SWAR); rarer
+    shapes (three runs within 5 letters, end of text) take the general loop."""
+    cdef uint64_t v
+    if p + 8 > n:
+        return _sc_key8(fold, cls, d, n, p)
+    v = (<uint64_t>fold[d[p]] | (<uint64_t>fold[d[p + 1]] << 8)
+         | (<uint64_t>fold[d[p + 2]] << 16) | (<uint64_t>fold[d[p + 3]] << 24)
+         | (<uint64_t>fold[d[p + 4]] << 32) | (<uint64_t>fold[d[p + 5]] << 40)
+         | (<uint64_t>fold[d[p + 6]] << 48) | (<uint64_t>fold[d[p + 7]] << 56))
+    v = _sc_close_gap(_sc_close_gap(v))
+    if _sc_zero_bytes(v) & <uint64_t>0x8080808080u:
+        return _sc_key8(fold, cls, d, n, p)
+    return v
+
+
+cdef inline uint64_t _sc_class_key(uint64_t k, int m) noexcept nogil:
+    """The key of prefix class m: the first m characters (m = 5: terms of 5 or more)."""
+    return (k & ((<uint64_t>1 << (8 * m)) - 1)) | (<uint64_t>m << 56)
+
+
+cdef inline int _sc_bit(const SCTable* T, uint64_t key) noexcept nogil:
+    cdef uint32_t h = _sc_hash(key) >> T.shift
+    return <int>((T.bits[h >> 6] >> (h & 63)) & 1)
+
+
+cdef inline int _sc_hits(const SCMatcher* M, const SCTable* T, uint64_t* kp, int allowed,
+                         const uint8_t* d, Py_ssize_t n, Py_ssize_t p) noexcept nogil:
+    """Bitset test of every prefix class present: a mask of the classes that pass. For
+    the class of 8+ characters the key is widened to 8 characters in *kp."""
+    cdef int cl = T.classes, out = 0, m
+    cdef uint64_t k = kp[0], k8
+    cdef uint32_t h
+    if cl & 16:
+        out = _sc_bit(T, _sc_class_key(k, 5)) << 4
+    if cl & 15:
+        for m in range(1, 5):
+            if (cl >> (m - 1)) & 1:
+                out |= _sc_bit(T, _sc_class_key(k, m)) << (m - 1)
+    out &= allowed
+    if cl & 32:
+        h = _sc_hash(_sc_class_key(k, 5)) >> T.shift
+        if (T.bitsl[h >> 6] >> (h & 63)) & 1:
+            k8 = _sc_key8(M.fold, M.cls, d, n, p)
+            if _sc_bit(T, k8):
+                out |= 32
+                kp[0] = k8
+    return out
+
+
+cdef inline void _sc_roll_reset(SCRoll* R) noexcept nogil:
+    R.n = 0
+    R.cur = 0
+    R.raw = -1
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t _sc_roll(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
+                         Py_ssize_t n, Py_ssize_t p, int need, SCRoll* R) noexcept nogil:
+    """Make R hold at least `need` squeezed characters from position p (a letter) when
+    the text has them; return how many it holds from p. Probes come in increasing order
+    of p, so each raw byte is squeezed once per loop (linear even when every word start
+    is a candidate for a long term, e.g. "a a a a ..." against "aaa...ab")."""
+    cdef uint8_t f
+    cdef int c
+    cdef Py_ssize_t k
+    while R.cur < R.n and R.idx[R.cur] < p:
+        R.cur += 1
+    if R.cur >= R.n or R.idx[R.cur] != p:
+        R.n = 0
+        R.cur = 0
+        R.raw = p
+        R.glen = 0
+        R.nb = 0
+        R.nl = 0
+    while R.n - R.cur < need and R.raw < n:
+        if R.n == SC_ROLL:
+            k = R.n - R.cur
+            memmove(R.chars, R.chars + R.cur, k)
+            memmove(R.gap, R.gap + R.cur, k)
+            memmove(R.idx, R.idx + R.cur, k * sizeof(int32_t))
+            R.n = k
+            R.cur = 0
+        f = fold[d[R.raw]]
+        if f:
+            R.gap[R.n] = _sc_gap_kind(R.glen, R.nb, R.nl)
+            R.chars[R.n] = f
+            R.idx[R.n] = <int32_t>R.raw
+            R.n += 1
+            R.glen = 0
+            R.nb = 0
+            R.nl = 0
+        else:
+            if R.glen < 1000:
+                R.glen += 1
+            c = cls[d[R.raw]]
+            R.nb += c == 1
+            if R.nl < 2:
+                R.nl += c == 2
+        R.raw += 1
+    return R.n - R.cur
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline bint _sc_gaps_ok(const SCMatcher* M, int32_t t, const uint8_t* gap,
+                             Py_ssize_t m) noexcept nogil:
+    """Are the separator runs inside a candidate match plausible for term t?"""
+    cdef const uint8_t* tg = M.tgap + M.toff[t]
+    cdef Py_ssize_t j
+    cdef uint8_t g
+    for j in range(1, m):
+        g = gap[j]
+        if g == SC_GAP_NONE:
+            continue
+        if g == SC_GAP_HARD:
+            return False
+        if tg[j]:
+            continue            # the term itself has a word break here
+        if g == SC_GAP_TIGHT:
+            continue            # "NO-FORN", "NO\nFORN"
+        # a loose gap inside a word: only between single letters ("N O F O R N")
+        if not (j == 1 or gap[j - 1] != SC_GAP_NONE):
+            return False
+        if not (j + 1 == m or gap[j + 1] != SC_GAP_NONE):
+            return False
+    return True
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _sc_probe(const SCMatcher* M, const SCTable* T, bint whole, int cl, uint64_t k,
+                    const uint8_t* d, Py_ssize_t n, Py_ssize_t p, const int32_t* ostart,
+                    const int32_t* oend, int32_t msg, int64_t base, SCVec* hits,
+                    SCRoll* R) noexcept nogil:
+    """Slow path: the prefix classes in cl passed the bitset at position p (key k); look
+    the keys up exactly, pre-check each candidate term on 8 characters with one 64-bit
+    compare, squeeze the text locally and verify; record the matches."""
+    cdef uint64_t key, valid
+    cdef uint32_t slot
+    cdef int m, nvalid, j0, zfrag
+    cdef int32_t lo, hi, q, t
+    cdef Py_ssize_t tl, fs, fe, have = -1
+    cdef const uint8_t* tc
+    cdef const uint8_t* gp
+    zfrag = 0
+    if whole:
+        while zfrag < SC_MAX_TERM + 1 and p + zfrag < n and M.fold[d[p + zfrag]]:
+            zfrag += 1
+    nvalid = __builtin_ctzll(_sc_zero_bytes(k) | (<uint64_t>1 << 63)) >> 3
+    if _sc_zero_bytes(k) == 0:
+        nvalid = 8
+    valid = <uint64_t>0xFFFFFFFFFFFFFFFFu if nvalid >= 8 else ((<uint64_t>1 << (8 * nvalid)) - 1)
+    for m in range(1, 7):
+        if not (cl >> (m - 1)) & 1:
+            continue
+        if m == 6:
+            if nvalid < 8:
+                continue
+            key = k             # class of 8+ characters: keyed on all 8
+        else:
+            key = _sc_class_key(k, m)
+        slot = _sc_hash(key ^ <uint64_t>0x5bd1e995u) & T.hmask
+        while T.hkeys[slot] != 0 and T.hkeys[slot] != key:
+            slot = (slot + 1) & T.hmask
+        if T.hkeys[slot] == 0:
+            continue
+        lo = T.hlo[slot]
+        hi = T.hhi[slot]
+        for q in range(lo, hi):
+            t = M.tord[q]
+            # k holds the first >= 5 squeezed characters (up to 8, zero after): any
+            # difference in those rejects the term with one 64-bit compare
+            if (k ^ M.tkey8[t]) & M.tmask8[t] & valid:
+                continue
+            tl = M.tlen[t]
+            if whole and tl < zfrag:
+                continue        # would end inside the first word: not a whole word
+            if have < T.hmax[slot]:
+                have = _sc_roll(M.fold, M.cls, d, n, p, T.hmax[slot], R)
+            if tl > have:
+                continue
+            tc = M.tchars + M.toff[t]
+            j0 = nvalid if tl > nvalid else <int>tl
+            if memcmp(R.chars + R.cur + j0, tc + j0, tl - j0) != 0:
+                continue
+            fe = R.idx[R.cur + tl - 1]
+            if whole and fe + 1 < n and M.fold[d[fe + 1]] != 0:
+                continue
+            gp = R.gap + R.cur
+            if not _sc_gaps_ok(M, t, gp, tl):
+                continue
+            fs = p
+            if ostart != NULL:
+                _sc_vec_push(hits, msg, t, ostart[fs], oend[fe])
+            else:
+                _sc_vec_push(hits, msg, t, base + fs, base + fe + 1)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _sc_ww_loop(const SCMatcher* M, const uint8_t* d, Py_ssize_t n, const int32_t* ws,
+                      Py_ssize_t nws, const int32_t* ostart, const int32_t* oend, int32_t msg,
+                      int64_t base, SCVec* hits, SCRoll* R) noexcept nogil:
+    """The hot loop: key + bitset test at every word start, slow path on a pass."""
+    cdef const SCTable* T = &M.ww
+    cdef Py_ssize_t k, p
+    cdef uint64_t key
+    cdef int hm, z
+    for k in range(nws):
+        p = ws[k]
+        key = _sc_key_fast(M.fold, M.cls, d, n, p)
+        z = 0
+        while z < 5 and p + z < n and M.fold[d[p + z]]:
+            z += 1
+        hm = _sc_hits(M, T, &key, 16 if z >= 5 else (16 | ((0xF << (z - 1)) & 0xF)), d, n, p)
+        if hm:
+            _sc_probe(M, T, True, hm, key, d, n, p, ostart, oend, msg, base, hits, R)
+
+
+cdef inline void _sc_probe_ss(const SCMatcher* M, int clmask, const uint8_t* d, Py_ssize_t n,
+                              Py_ssize_t p, const int32_t* ostart, const int32_t* oend,
+                              int32_t msg, int64_t base, SCVec* hits, SCRoll* R) noexcept nogil:
+    cdef uint64_t key = _sc_key8(M.fold, M.cls, d, n, p)
+    cdef int hm = _sc_hits(M, &M.ss, &key, 31, d, n, p) & clmask
+    if hm:
+        _sc_probe(M, &M.ss, False, hm, key, d, n, p, ostart, oend, msg, base, hits, R)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _sc_ss_at(const SCMatcher* M, const uint8_t* d, Py_ssize_t n, Py_ssize_t p,
+                    const int32_t* ostart, const int32_t* oend, int32_t msg, int64_t base,
+                    SCVec* hits, SCRoll* R) noexcept nogil:
+    """A SIMD substring candidate at p: a one-character term, and/or the bigram of p's
+    letter with the next letter within a joinable gap passes the bigram bitset."""
+    cdef uint32_t f = M.fold[d[p]], g, k2
+    cdef Py_ssize_t j
+    if f == 0:
+        return
+    if M.ss.single[f]:
+        _sc_probe_ss(M, 1, d, n, p, ostart, oend, msg, base, hits, R)
+    j = p + 1
+    while j < n and j <= p + SC_MAX_GAP + 1:
+        g = M.fold[d[j]]
+        if g:
+            k2 = (f << 8) | g
+            if (M.ss.big[k2 >> 6] >> (k2 & 63)) & 1:
+                _sc_probe_ss(M, 62, d, n, p, ostart, oend, msg, base, hits, R)
+            return
+        j += 1
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _sc_substrings(const SCMatcher* M, const uint8_t* d, Py_ssize_t n, Py_ssize_t a,
+                         Py_ssize_t b, const int32_t* ostart, const int32_t* oend, int32_t msg,
+                         int64_t base, SCVec* hits, SCRoll* R) noexcept nogil:
+    """Substring terms: a bigram bitset over consecutive squeezed characters picks the
+    positions to probe (every letter is a possible start, not only word starts)."""
+    cdef const uint8_t* fold = M.fold
+    cdef const uint64_t* big = M.ss.big
+    cdef const uint8_t* single = M.ss.single
+    cdef Py_ssize_t i, last = -1
+    cdef uint32_t lastc = 0, f, k2, hit
+    # the letter before a (if any) pairs with the first letter of this window
+    i = a - 1
+    while i >= 0 and i >= a - SC_MAX_GAP - 1:
+        if fold[d[i]]:
+            last = i
+            lastc = fold[d[i]]
+            break
+        i -= 1
+    for i in range(a, b):
+        f = fold[d[i]]
+        k2 = (lastc << 8) | f
+        hit = ((big[k2 >> 6] >> (k2 & 63)) & 1) & (f != 0) & (lastc != 0)
+        if hit | single[f]:
+            if hit and last >= a:
+                _sc_probe_ss(M, 62, d, n, last, ostart, oend, msg, base, hits, R)
+            if single[f] and f:
+                _sc_probe_ss(M, 1, d, n, i, ostart, oend, msg, base, hits, R)
+        if f:
+            last = i
+            lastc = f
+    # a bigram that starts in this window and ends past it
+    if last >= a and last < b:
+        i = b
+        while i < n and i <= last + SC_MAX_GAP + 1:
+            f = fold[d[i]]
+            if f:
+                k2 = (lastc << 8) | f
+                if (big[k2 >> 6] >> (k2 & 63)) & 1:
+                    _sc_probe_ss(M, 62, d, n, last, ostart, oend, msg, base, hits, R)
+                break
+            i += 1
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _sc_patterns(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
+                       const int32_t* ostart, const int32_t* oend, int32_t msg, int64_t base,
+                       SCVec* hits) noexcept nogil:
+    """Bit-parallel NFA per pattern from every word start whose byte can begin a pattern.
+
+    The epsilon closure of bounded repeats ({n,m}: m-n optional positions in a run) is
+    computed per run without a loop: a set bit in a run fills the rest of the run and the
+    position after it (fill & ~(lowest bit - 1)), so a step costs O(runs), not O(m).
+    """
+    cdef Py_ssize_t i, j, best
+    cdef int p, L, r, nr
+    cdef uint64_t st, x, acc
+    cdef const uint64_t* cm
+    cdef const uint64_t* runs
+    for i in range(n):
+        if not M.pcan[d[i]]:
+            continue
+        if i > 0 and M.alnum[d[i - 1]]:
+            continue
+        for p in range(M.npat):
+            cm = M.pcm + p * 256
+            if not (cm[d[i]] & M.pstart[p]):
+                continue
+            runs = M.popt + p * 16
+            nr = M.pnrun[p]
+            L = M.plen[p]
+            acc = (<uint64_t>1) << L
+            st = M.pstart[p]
+            best = -1
+            j = i
+            while j < n:
+                st = (st & cm[d[j]]) << 1
+                for r in range(nr):
+                    x = st & runs[2 * r]
+                    st |= runs[2 * r + 1] & ~((x & (~x + 1)) - 1)
+                if st == 0:
+                    break
+                if st & acc:
+                    if j + 1 == n or not M.alnum[d[j + 1]]:
+                        best = j + 1
+                j += 1
+            if best >= 0:
+                if ostart != NULL:
+                    _sc_vec_push(hits, msg, M.nterms + p, ostart[i], oend[best - 1])
+                else:
+                    _sc_vec_push(hits, msg, M.nterms + p, base + i, base + best)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _sc_encoded(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
+                      const int32_t* ostart, const int32_t* oend, int32_t msg, int64_t base,
+                      SCVec* runs) noexcept nogil:
+    """Record runs of base64/hex alphabet bytes at least enc_min long (code 0 b64, 1 hex).
+
+    A branch-free run counter; the rare run that reaches enc_min is then walked to its end.
+    """
+    cdef Py_ssize_t i = 0, j, s, run = 0, minl = M.enc_min
+    cdef const uint8_t* b64 = M.b64
+    cdef int allhex
+    if minl <= 0:
+        return
+    if _sc_use_simd > 0 and minl >= 16:
+        while sc_find_run(b64, d, n, i, minl, &s, &j):
+            allhex = 1
+            for i in range(s, j):
+                if b64[d[i]] != 2:
+                    allhex = 0
+                    break
+            if ostart != NULL:
+                _sc_vec_push(runs, msg, allhex, ostart[s], oend[j - 1])
+            else:
+                _sc_vec_push(runs, msg, allhex, base + s, base + j)
+            i = j
+        return
+    while i < n:
+        run = (run + 1) & (<Py_ssize_t>0 - (b64[d[i]] != 0))
+        if run == minl:
+            s = i + 1 - minl
+            j = i + 1
+            while j < n and b64[d[j]]:
+                j += 1
+            allhex = 1
+            for i in range(s, j):
+                if b64[d[i]] != 2:
+                    allhex = 0
+                    break
+            if ostart != NULL:
+                _sc_vec_push(runs, msg, allhex, ostart[s], oend[j - 1])
+            else:
+                _sc_vec_push(runs, msg, allhex, base + s, base + j)
+            run = 0
+            i = j
+        i += 1
+
+
+cdef int _sc_cmp_start(const void* a, const void* b) noexcept nogil:
+    cdef const SCHit* x = <const SCHit*>a
+    cdef const SCHit* y = <const SCHit*>b
+    if x.start < y.start:
+        return -1
+    if x.start > y.start:
+        return 1
+    return 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef int _sc_apply_clean(const SCMatcher* M, SCVec* hits, Py_ssize_t h0) noexcept nogil:
+    """Drop dirty hits (from h0) that overlap a clean hit, then drop the clean hits."""
+    cdef Py_ssize_t i, k, nc = 0, lo, hi, mid, w
+    cdef SCHit* cl
+    cdef int64_t* pmax
+    cdef int32_t code
+    for i in range(h0, hits.n):
+        code = hits.a[i].code
+        if code < M.nterms and M.tclean[code]:
+            nc += 1
+    if nc == 0:
+        return 0
+    cl = <SCHit*>malloc(nc * sizeof(SCHit))
+    pmax = <int64_t*>malloc(nc * sizeof(int64_t))
+    if cl == NULL or pmax == NULL:
+        free(cl); free(pmax)
+        return -1
+    k = 0
+    for i in range(h0, hits.n):
+        code = hits.a[i].code
+        if code < M.nterms and M.tclean[code]:
+            cl[k] = hits.a[i]
+            k += 1
+    qsort(cl, nc, sizeof(SCHit), _sc_cmp_start)
+    for k in range(nc):
+        pmax[k] = cl[k].end if k == 0 or cl[k].end > pmax[k - 1] else pmax[k - 1]
+    w = h0
+    for i in range(h0, hits.n):
+        code = hits.a[i].code
+        if code < M.nterms and M.tclean[code]:
+            continue
+        if code < M.nterms:
+            # cleans with start < this end: binary search
+            lo = 0
+            hi = nc
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if cl[mid].start < hits.a[i].end:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo > 0 and pmax[lo - 1] > hits.a[i].start:
+                continue
+        hits.a[w] = hits.a[i]
+        w += 1
+    hits.n = w
+    free(cl); free(pmax)
+    return 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
+                      const int32_t* ostart, const int32_t* oend, int32_t msg, int64_t base,
+                      SCWork* w, SCVec* hits, SCVec* runs) noexcept nogil:
+    """Scan one folded body d[0:n]; hits get original offsets (+ base when identity)."""
+    cdef Py_ssize_t h0 = hits.n, a, b, nws, k, fe
+    cdef SCRoll R
+    cdef bint simd = _sc_use_simd > 0
+    if M.ww.nterms and _sc_work_reserve(w, n if n < SC_WINDOW else SC_WINDOW) < 0:
+        return -1
+    a = 0
+    while a < n:
+        b = a + SC_WINDOW
+        if b > n:
+            b = n
+        if simd and (M.ww.nterms or M.ss.nterms):
+            # fold the window (+ 16 bytes of look-ahead) 64 bytes at a time
+            fe = b + 16 if b + 16 < n else n
+            sc_fold_block(M.fold, d + a, fe - a, w.fb)
+            memset(w.fb + (fe - a), 0, 80)
+        if M.ww.nterms and simd:
+            # find the word starts and test their keys with bit masks; probe candidates
+            nws = sc_ww_candidates(M.fold, M.cls, d, n, a, b, w.fb, fe - a, M.ww.bits,
+                                   M.ww.bitsl, M.ww.shift, M.ww.classes, w.ws, w.ck, w.chm)
+            _sc_roll_reset(&R)
+            for k in range(nws):
+                _sc_probe(M, &M.ww, True, w.chm[k], w.ck[k], d, n, w.ws[k], ostart, oend,
+                          msg, base, hits, &R)
+        elif M.ww.nterms:
+            nws = _sc_word_starts(M.fold, d, a, b, w.ws)
+            _sc_roll_reset(&R)
+            _sc_ww_loop(M, d, n, w.ws, nws, ostart, oend, msg, base, hits, &R)
+        if M.ss.nterms and simd:
+            nws = sc_ss_candidates(w.fb, b - a, M.ssflags, w.ws)
+            _sc_roll_reset(&R)
+            for k in range(nws):
+                _sc_ss_at(M, d, n, a + w.ws[k], ostart, oend, msg, base, hits, &R)
+        elif M.ss.nterms:
+            _sc_roll_reset(&R)
+            _sc_substrings(M, d, n, a, b, ostart, oend, msg, base, hits, &R)
+        a = b
+    if M.npat:
+        _sc_patterns(M, d, n, ostart, oend, msg, base, hits)
+    _sc_encoded(M, d, n, ostart, oend, msg, base, runs)
+    if _sc_apply_clean(M, hits, h0) < 0:
+        return -1
+    if hits.oom or runs.oom:
+        return -1
+    return 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef object _sc_vec_arrays(SCVec* v):
+    """Copy a hit vector into numpy arrays (msg, code, start, end)."""
+    cdef Py_ssize_t i, n = v.n
+    msg = _np.empty(n, dtype=_np.int32)
+    code = _np.empty(n, dtype=_np.int32)
+    start = _np.empty(n, dtype=_np.int64)
+    end = _np.empty(n, dtype=_np.int64)
+    cdef int32_t[::1] mv = msg
+    cdef int32_t[::1] cv = code
+    cdef int64_t[::1] sv = start
+    cdef int64_t[::1] ev = end
+    for i in range(n):
+        mv[i] = v.a[i].msg
+        cv[i] = v.a[i].code
+        sv[i] = v.a[i].start
+        ev[i] = v.a[i].end
+    return msg, code, start, end
+
+
+cdef class _ScanWork:
+    """Scratch memory of one scan, kept in a pool so small scans do not malloc."""
+    cdef SCWork w
+
+    def __cinit__(self):
+        memset(&self.w, 0, sizeof(SCWork))
+
+    def __dealloc__(self):
+        _sc_work_free(&self.w)
+
+
+cdef list _sc_vec_tuples(SCVec* v):
+    """A hit vector as a list of (code, start, end) tuples."""
+    cdef Py_ssize_t i
+    return [(v.a[i].code, v.a[i].start, v.a[i].end) for i in range(v.n)]
+
+
+cdef class _ScanTable:
+    """Owner of one prefix table's arrays (bitset + exact hash of prefix keys)."""
+    cdef public object bits, bitsl, hkeys, hlo, hhi, hmax, big, single
+    cdef SCTable t
+
+    def __init__(self, uint32_t shift, int classes, int nterms, bits, bitsl, hkeys, hlo, hhi,
+                 hmax, big, single):
+        self.bits = _np.ascontiguousarray(bits, dtype=_np.uint64)
+        self.bitsl = _np.ascontiguousarray(bitsl, dtype=_np.uint64)
+        if self.bitsl.shape != self.bits.shape:
+            raise ValueError("bitsl must match bits")
+        self.hkeys = _np.ascontiguousarray(hkeys, dtype=_np.uint64)
+        self.hlo = _np.ascontiguousarray(hlo, dtype=_np.int32)
+        self.hhi = _np.ascontiguousarray(hhi, dtype=_np.int32)
+        self.hmax = _np.ascontiguousarray(hmax, dtype=_np.int32)
+        self.big = _np.ascontiguousarray(big, dtype=_np.uint64)
+        self.single = _np.ascontiguousarray(single, dtype=_np.uint8)
+        if self.big.size != 1024 or self.single.size != 256:
+            raise ValueError("bigram bitset must have 65536 bits and single 256 flags")
+        cdef const uint64_t[::1] bv = self.bits
+        cdef const uint64_t[::1] blv = self.bitsl
+        cdef const uint64_t[::1] kv = self.hkeys
+        cdef const int32_t[::1] lv = self.hlo
+        cdef const int32_t[::1] hv = self.hhi
+        cdef const int32_t[::1] mv = self.hmax
+        cdef const uint64_t[::1] gv = self.big
+        cdef const uint8_t[::1] sv = self.single
+        self.t.bits = &bv[0]
+        self.t.bitsl = &blv[0]
+        self.t.shift = shift
+        self.t.hkeys = &kv[0]
+        self.t.hlo = &lv[0]
+        self.t.hhi = &hv[0]
+        self.t.hmax = &mv[0]
+        self.t.hmask = <uint32_t>(len(self.hkeys) - 1)
+        self.t.classes = classes
+        self.t.nterms = nterms
+        self.t.big = &gv[0]
+        self.t.single = &sv[0]
+
+    def nbytes(self):
+        return sum(a.nbytes for a in (self.bits, self.bitsl, self.hkeys, self.hlo, self.hhi, self.hmax,
+                                      self.big, self.single))
+
+
+def scan_prefix_key(bytes chars, int m=0):
+    """The prefix-class key of a squeezed term (as the core computes it at a position):
+    its first 8 characters when it has 8 or more, else its class key (m forces class m)."""
+    cdef uint64_t k = 0
+    cdef int i
+    if m == 0 and len(chars) >= 8:
+        for i in range(8):
+            k |= (<uint64_t>chars[i]) << (8 * i)
+        return k
+    if m == 0:
+        m = min(5, len(chars))
+    for i in range(m):
+        k |= (<uint64_t>chars[i]) << (8 * i)
+    return _sc_class_key(k, m)
+
+
+def scan_key8(bytes chars):
+    """(key, mask) of a term's first 8 characters, for the 64-bit candidate pre-check."""
+    cdef int m = min(8, len(chars))
+    cdef uint64_t k = 0
+    cdef int i
+    for i in range(m):
+        k |= (<uint64_t>chars[i]) << (8 * i)
+    return k, (<uint64_t>0xFFFFFFFFFFFFFFFFu) if m == 8 else ((<uint64_t>1 << (8 * m)) - 1)
+
+
+def scan_hash(uint64_t key, bint slot=False):
+    """The core's multiplicative hash (slot=True: the exact table's probe start)."""
+    if slot:
+        return _sc_hash(key ^ <uint64_t>0x5bd1e995u)
+    return _sc_hash(key)
+
+
+cdef class ScanCore:
+    """A compiled matcher: term tables, pattern NFAs and byte maps. Immutable, thread-safe."""
+    cdef SCMatcher M
+    cdef _ScanTable ww, ss
+    cdef object keep
+    cdef list pool
+    cdef public int nterms, npat
+
+    def __init__(self, _ScanTable ww, _ScanTable ss, tchars, toff, tlen, tgap, tord, tclean,
+                 tkey8, tmask8, fold, cls, pcm, popt, pnrun, pstart, plen, pcan, alnum, b64,
+                 Py_ssize_t enc_min):
+        arrs = [
+            _np.ascontiguousarray(tchars, dtype=_np.uint8),
+            _np.ascontiguousarray(toff, dtype=_np.int32),
+            _np.ascontiguousarray(tlen, dtype=_np.int32),
+            _np.ascontiguousarray(tgap, dtype=_np.uint8),
+            _np.ascontiguousarray(tord, dtype=_np.int32),
+            _np.ascontiguousarray(tclean, dtype=_np.uint8),
+            _np.frombuffer(fold, dtype=_np.uint8).copy(),
+            _np.frombuffer(cls, dtype=_np.uint8).copy(),
+            _np.ascontiguousarray(pcm, dtype=_np.uint64),
+            _np.ascontiguousarray(popt, dtype=_np.uint64),
+            _np.ascontiguousarray(pstart, dtype=_np.uint64),
+            _np.ascontiguousarray(plen, dtype=_np.int32),
+            _np.ascontiguousarray(pcan, dtype=_np.uint8),
+            _np.ascontiguousarray(alnum, dtype=_np.uint8),
+            _np.ascontiguousarray(b64, dtype=_np.uint8),
+            _np.ascontiguousarray(tkey8, dtype=_np.uint64),
+            _np.ascontiguousarray(tmask8, dtype=_np.uint64),
+            _np.ascontiguousarray(pnrun, dtype=_np.int32),
+        ]
+        # never-empty arrays so that &a[0] is valid
+        for i, a in enumerate(arrs):
+            if a.size == 0:
+                arrs[i] = _np.zeros(1, dtype=a.dtype)
+        # substring character flags for the SIMD candidate pass (from the bigram bitset)
+        ssf = _np.zeros(256, dtype=_np.uint8)
+        big = _np.unpackbits(ss.big.view(_np.uint8), bitorder="little")
+        pairs = _np.flatnonzero(big)
+        ssf[pairs >> 8] |= 1
+        ssf[pairs & 255] |= 4
+        ssf[_np.flatnonzero(ss.single)] |= 2
+        arrs.append(ssf)
+        self.keep = arrs
+        self.pool = []
+        self.ww = ww
+        self.ss = ss
+        cdef const uint8_t[::1] a0 = arrs[0]
+        cdef const int32_t[::1] a1 = arrs[1]
+        cdef const int32_t[::1] a2 = arrs[2]
+        cdef const uint8_t[::1] a3 = arrs[3]
+        cdef const int32_t[::1] a4 = arrs[4]
+        cdef const uint8_t[::1] a5 = arrs[5]
+        cdef const uint8_t[::1] a6 = arrs[6]
+        cdef const uint8_t[::1] a7 = arrs[7]
+        cdef const uint64_t[::1] a8 = arrs[8]
+        cdef const uint64_t[::1] a9 = arrs[9]
+        cdef const uint64_t[::1] a10 = arrs[10]
+        cdef const int32_t[::1] a11 = arrs[11]
+        cdef const uint8_t[::1] a12 = arrs[12]
+        cdef const uint8_t[::1] a13 = arrs[13]
+        cdef const uint8_t[::1] a14 = arrs[14]
+        cdef const uint64_t[::1] a15 = arrs[15]
+        cdef const uint64_t[::1] a16 = arrs[16]
+        cdef const int32_t[::1] a17 = arrs[17]
+        cdef const uint8_t[::1] a18 = arrs[18]
+        self.M.ww = ww.t
+        self.M.ss = ss.t
+        self.M.tchars = &a0[0]
+        self.M.toff = &a1[0]
+        self.M.tlen = &a2[0]
+        self.M.tgap = &a3[0]
+        self.M.tord = &a4[0]
+        self.M.tclean = &a5[0]
+        self.M.tkey8 = &a15[0]
+        self.M.tmask8 = &a16[0]
+        self.M.nterms = len(tlen)
+        self.M.fold = &a6[0]
+        self.M.cls = &a7[0]
+        self.M.pcm = &a8[0]
+        self.M.popt = &a9[0]
+        self.M.pnrun = &a17[0]
+        self.M.ssflags = &a18[0]
+        self.M.pstart = &a10[0]
+        self.M.plen = &a11[0]
+        self.M.npat = len(plen)
+        self.M.pcan = &a12[0]
+        self.M.alnum = &a13[0]
+        self.M.b64 = &a14[0]
+        self.M.enc_min = enc_min
+        self.nterms = self.M.nterms
+        self.npat = self.M.npat
+
+    def nbytes(self):
+        """Bytes held by the compiled tables."""
+        total = sum(a.nbytes for a in self.keep)
+        total += self.ww.nbytes() + self.ss.nbytes()
+        return total
+
+    def scan(self, const uint8_t[::1] data, ostart=None, oend=None, bint as_lists=False):
+        """Scan one folded body. ostart/oend (int32, per byte) map to original offsets.
+
+        Returns ((msg, code, start, end), (msg, kind, start, end)) numpy arrays of the
+        term/pattern hits and of the encoded-run candidates (as_lists: lists of
+        (code, start, end) tuples, cheaper for one small body); raises MemoryError.
+        """
+        cdef Py_ssize_t n = data.shape[0]
+        cdef const int32_t* osp = NULL
+        cdef const int32_t* oep = NULL
+        cdef const int32_t[::1] osv
+        cdef const int32_t[::1] oev
+        cdef const uint8_t* dp
+        cdef uint8_t zero = 0
+        cdef _ScanWork work
+        cdef SCVec hits
+        cdef SCVec runs
+        cdef int rc
+        if n > SC_MAX_BODY:
+            raise MemoryError("scan: body too large for the core")
+        if ostart is not None:
+            osv = ostart
+            oev = oend
+            if osv.shape[0] != n or oev.shape[0] != n:
+                raise ValueError("offset maps must have one entry per byte")
+            if n:
+                osp = &osv[0]
+                oep = &oev[0]
+        dp = &data[0] if n else &zero
+        memset(&hits, 0, sizeof(hits))
+        memset(&runs, 0, sizeof(runs))
+        work = self.pool.pop() if self.pool else _ScanWork()   # list ops are atomic
+        try:
+            with nogil:
+                rc = _sc_scan_one(&self.M, dp, n, osp, oep, 0, 0, &work.w, &hits, &runs)
+            if rc < 0:
+                raise MemoryError("scan: out of memory")
+            if as_lists:
+                return _sc_vec_tuples(&hits), _sc_vec_tuples(&runs)
+            return _sc_vec_arrays(&hits), _sc_vec_arrays(&runs)
+        finally:
+            if work.w.cap <= 1 << 20 and len(self.pool) < 8:
+                self.pool.append(work)
+            free(hits.a)
+            free(runs.a)
+
+    def scan_batch(self, const uint8_t[::1] buf, const int64_t[::1] offsets,
+                   Py_ssize_t max_bytes):
+        """Scan every pure-ASCII message of a batch with the GIL released.
+
+        Returns (hits, runs, flags, slow): slow[i] == 1 marks a message that is not pure
+        ASCII and must be folded by the caller; flags get NUL / oversize bits.
+        """
+        cdef Py_ssize_t nm = offsets.shape[0] - 1
+        cdef Py_ssize_t i, j, s, e, blen = buf.shape[0]
+        cdef uint8_t acc
+        cdef const uint8_t* bp
+        cdef uint8_t zero = 0
+        cdef int rc = 0
+        cdef SCWork w
+        cdef SCVec hits
+        cdef SCVec runs
+        if nm < 0:
+            raise ValueError("offsets must have n+1 entries")
+        for i in range(nm):
+            if offsets[i] < 0 or offsets[i] > offsets[i + 1] or offsets[i + 1] > blen:
+                raise ValueError(f"offsets[{i}:{i + 2}] out of range")
+        flags = _np.zeros(nm, dtype=_np.uint32)
+        slow = _np.zeros(nm, dtype=_np.uint8)
+        cdef uint32_t[::1] fv = flags
+        cdef uint8_t[::1] sv = slow
+        bp = &buf[0] if blen else &zero
+        memset(&w, 0, sizeof(w))
+        memset(&hits, 0, sizeof(hits))
+        memset(&runs, 0, sizeof(runs))
+        try:
+            with nogil:
+                for i in range(nm):
+                    s = offsets[i]
+                    e = offsets[i + 1]
+                    acc = 0
+                    for j in range(s, e):
+                        acc |= bp[j]
+                    if acc & 0x80:
+                        sv[i] = 1
+                        continue
+                    if e > s and memchr(bp + s, 0, e - s) != NULL:
+                        fv[i] |= SC_F_NUL
+                    if e - s > max_bytes:
+                        fv[i] |= SC_F_OVERSIZE
+                    if e - s > SC_MAX_BODY:
+                        fv[i] |= SC_F_ERROR     # positions are int32: refuse, fail closed
+                        continue
+                    if rc < 0 or _sc_scan_one(&self.M, bp + s, e - s, NULL, NULL, <int32_t>i,
+                                              0, &w, &hits, &runs) < 0:
+                        fv[i] |= SC_F_ERROR      # out of memory: fail closed, keep going
+                        rc = -1
+            return _sc_vec_arrays(&hits), _sc_vec_arrays(&runs), flags, slow
+        finally:
+            _sc_work_free(&w)
+            free(hits.a)
+            free(runs.a)
