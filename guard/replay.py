@@ -1,0 +1,520 @@
+"""Replay a capture under policies: what-if comparison and audit reproduction.
+
+``replay(capture, new, baseline)`` decides every captured message under NEW (and,
+with a baseline, under OLD) on all cores: the capture's blocks are split into
+chunks, each worker process builds its ``Pipeline`` once per policy (in the pool
+initializer) and decides its chunk with ``decide_batch``; workers read their
+blocks from the file themselves, so payloads never cross a pipe, and send back
+only aggregates plus the messages whose outcome changed. The result feeds
+``guard.report``.
+
+``audit_replay(capture, audit_dirs)`` re-decides every captured message that an
+audit log has a record of, under the policy the record names (found by its
+bundle SHA-256, ``Policy.sha256``, among the policy files), and lists each record
+whose verdict is not reproduced.
+
+A message counts as *released* when something of it leaves now (``release`` or
+``redact``); ``quarantine`` and ``block`` withhold it. A message is *changed* when
+its verdict differs between the two policies or, released under both, what
+leaves differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guard.capture import BlockInfo, CaptureError, CaptureIndex, read_blocks, scan_capture
+from guard.decide import Decision, Pipeline
+from guard.policy import Policy, PolicyError, load_policy
+
+__all__ = [
+    "RELEASED",
+    "VERDICTS",
+    "AuditMismatch",
+    "AuditReplay",
+    "Change",
+    "PolicyInfo",
+    "ReplayError",
+    "ReplayResult",
+    "Side",
+    "audit_replay",
+    "find_policy",
+    "replay",
+]
+
+VERDICTS = ("release", "redact", "quarantine", "block")
+RELEASED = frozenset({"release", "redact"})
+BATCH = 256                 # messages per decide_batch call
+POLICIES_DIR = Path(__file__).resolve().parents[1] / "policies"
+
+
+class ReplayError(Exception):
+    """The replay cannot be run (bad capture, unknown policy ...); the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyInfo:
+    """What the report says about a policy."""
+
+    path: str
+    sha256: str
+    flow: str
+    destination: str          # e.g. "FVEY" or "PUBLIC"
+    members: tuple[str, ...]  # countries every released message reaches
+
+    @classmethod
+    def of(cls, p: Policy) -> PolicyInfo:
+        return cls(str(p.path), p.sha256, p.flow, ", ".join(p.destination),
+                   tuple(sorted(p.members)))
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One policy's decision about one message, as the report needs it."""
+
+    verdict: str
+    out_bytes: int                                 # bytes released now (0 if withheld)
+    findings: tuple[tuple[str, str, int, int], ...]  # (rule, message, start, end)
+
+    @classmethod
+    def of(cls, d: Decision) -> Side:
+        out = len(d.output) if d.output is not None and d.verdict in RELEASED else 0
+        return cls(d.verdict, out, tuple((f.rule, f.message, f.start, f.end)
+                                         for f in d.findings))
+
+    @property
+    def released(self) -> bool:
+        return self.verdict in RELEASED
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A message whose outcome differs between the baseline and the new policy."""
+
+    index: int
+    message_id: str
+    flow: str
+    size: int
+    before: Side
+    after: Side
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """Everything a replay measured (see ``guard.report`` for the views)."""
+
+    capture: str
+    new: PolicyInfo
+    baseline: PolicyInfo | None
+    messages: int = 0
+    bytes: int = 0
+    torn: str | None = None
+    seconds: float = 0.0
+    workers: int = 1
+    # (flow, destination, verdict) -> messages; "before" is empty without a baseline
+    counts_after: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    counts_before: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    released_bytes_after: Counter[str] = field(default_factory=Counter)   # per flow
+    released_bytes_before: Counter[str] = field(default_factory=Counter)
+    rules_after: Counter[str] = field(default_factory=Counter)   # finding rule -> messages
+    rules_before: Counter[str] = field(default_factory=Counter)
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def msgs_per_s(self) -> float:
+        """Messages replayed per second of wall time (both policies per message)."""
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    def by_verdict(self, after: bool = True) -> dict[str, int]:
+        """Messages per verdict (all flows)."""
+        c = self.counts_after if after else self.counts_before
+        out = dict.fromkeys(VERDICTS, 0)
+        for (_, _, v), n in c.items():
+            out[v] = out.get(v, 0) + n
+        return out
+
+    def newly_released(self) -> list[Change]:
+        """Changes where NEW releases what OLD withheld."""
+        return [c for c in self.changes if c.after.released and not c.before.released]
+
+    def newly_withheld(self) -> list[Change]:
+        """Changes where NEW withholds what OLD released."""
+        return [c for c in self.changes if c.before.released and not c.after.released]
+
+    def sharing_gained(self) -> dict[str, dict[str, Any]]:
+        """Per partner (NEW's destination): messages and bytes newly released, and
+        extra bytes released in messages both policies release."""
+        dest = self.new.destination
+        gained = self.newly_released()
+        more = [c for c in self.changes if c.before.released and c.after.released]
+        return {dest: {
+            "members": list(self.new.members),
+            "messages": len(gained),
+            "bytes": sum(c.after.out_bytes for c in gained),
+            "more_bytes_in_released": sum(max(0, c.after.out_bytes - c.before.out_bytes)
+                                          for c in more),
+            "messages_withdrawn": len(self.newly_withheld()),
+        }}
+
+    def risk_added(self) -> dict[str, dict[str, Any]]:
+        """Messages NEW releases that OLD withheld, grouped by the finding rule OLD had
+        (each message counted once per distinct rule), with the commonest reasons."""
+        groups: dict[str, dict[str, Any]] = {}
+        for c in self.newly_released():
+            reasons: dict[str, Counter[str]] = {}
+            for rule, msg, _, _ in c.before.findings:
+                reasons.setdefault(rule, Counter())[msg] += 1
+            for rule, msgs in reasons.items():
+                g = groups.setdefault(rule, {"messages": 0, "bytes": 0, "reasons": Counter()})
+                g["messages"] += 1
+                g["bytes"] += c.after.out_bytes
+                g["reasons"].update(msgs.keys())
+        for g in groups.values():
+            g["reasons"] = [{"reason": r, "messages": n}
+                            for r, n in g["reasons"].most_common(5)]
+        return dict(sorted(groups.items(), key=lambda kv: -kv[1]["messages"]))
+
+
+# ---------------------------------------------------------------------------- workers
+
+_STATE: dict[str, Any] = {}
+
+
+def _load(path: str, sha: str) -> Policy:
+    pol = load_policy(path)
+    if pol.sha256 != sha:  # the file changed between the parent's load and ours
+        raise ReplayError(f"{path} changed while the replay started (sha256 {pol.sha256})")
+    return pol
+
+
+def _init(policies: dict[str, str], wanted: dict[str, list[str]] | None) -> None:
+    """Worker initializer: compile one pipeline per policy (sha256 -> path).
+
+    Never raises (a raising initializer makes a process pool restart workers for
+    ever): the failure is kept and raised by the first task instead."""
+    _STATE.clear()
+    try:
+        _STATE["pipes"] = {sha: Pipeline(_load(path, sha)) for sha, path in policies.items()}
+    except Exception as exc:
+        _STATE["error"] = f"a worker could not compile the policy: {type(exc).__name__}: {exc}"
+    _STATE["wanted"] = wanted
+
+
+def _pipes() -> dict[str, Pipeline]:
+    if "error" in _STATE:
+        raise ReplayError(_STATE["error"])
+    return _STATE["pipes"]
+
+
+def _decide(pipe: Pipeline, payloads: list[bytes], ids: list[str]) -> list[Decision]:
+    out: list[Decision] = []
+    for i in range(0, len(payloads), BATCH):
+        out += pipe.decide_batch(payloads[i:i + BATCH], ids[i:i + BATCH])
+    return out
+
+
+def _compare_chunk(task: tuple[str, list[BlockInfo], str, str | None,
+                               frozenset[str] | None]) -> dict[str, Any]:
+    """Decide one chunk under NEW (and OLD); aggregates and the changed messages.
+
+    Block by block, so a worker holds one block's messages at a time."""
+    path, blocks, new_sha, old_sha, flows = task
+    pipes = _pipes()
+    agg: dict[str, Any] = {
+        "messages": 0, "bytes": 0, "ca": Counter(), "cb": Counter(), "ra": Counter(),
+        "rb": Counter(), "fa": Counter(), "fb": Counter(), "changes": [],
+    }
+    for block in blocks:
+        msgs = read_blocks(path, [block])
+        index = list(range(block.first, block.first + block.count))
+        if flows is not None:
+            keep = [k for k, m in enumerate(msgs) if m.flow in flows]
+            msgs, index = [msgs[k] for k in keep], [index[k] for k in keep]
+        payloads = [m.payload for m in msgs]
+        ids = [m.message_id for m in msgs]
+        after = _decide(pipes[new_sha], payloads, ids)
+        before = _decide(pipes[old_sha], payloads, ids) if old_sha else None
+        agg["messages"] += len(msgs)
+        agg["bytes"] += sum(map(len, payloads))
+        for k, m in enumerate(msgs):
+            a = after[k]
+            agg["ca"][(m.flow, a.verdict)] += 1
+            if a.verdict in RELEASED and a.output is not None:
+                agg["ra"][m.flow] += len(a.output)
+            agg["fa"].update({f.rule for f in a.findings})
+            if before is None:
+                continue
+            b = before[k]
+            agg["cb"][(m.flow, b.verdict)] += 1
+            if b.verdict in RELEASED and b.output is not None:
+                agg["rb"][m.flow] += len(b.output)
+            agg["fb"].update({f.rule for f in b.findings})
+            if a.verdict != b.verdict or (a.verdict in RELEASED and a.output != b.output):
+                agg["changes"].append(Change(index[k], m.message_id, m.flow, len(m.payload),
+                                             Side.of(b), Side.of(a)))
+    return agg
+
+
+def _chunks(blocks: Sequence[BlockInfo], workers: int) -> list[list[BlockInfo]]:
+    """Contiguous runs of blocks, a few per worker (for balance), in file order."""
+    n = max(1, min(len(blocks), workers * 8))
+    size = -(-len(blocks) // n) if blocks else 1
+    return [list(blocks[i:i + size]) for i in range(0, len(blocks), size)]
+
+
+def _run_pool(fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
+              wanted: dict[str, list[str]] | None = None) -> list[Any]:
+    """``fn`` over ``tasks`` on ``workers`` processes (in this process for one);
+    ``ReplayError`` if a worker fails or dies: nothing is reported from a partial run."""
+    if workers <= 1 or len(tasks) <= 1:
+        _init(policies, wanted)
+        try:
+            return [fn(t) for t in tasks]
+        finally:
+            _STATE.clear()
+    # fork: workers start at once, and the parent (the CLI) holds no lock a child needs
+    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    try:
+        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init,
+                                 initargs=(policies, wanted)) as pool:
+            return list(pool.map(fn, tasks))
+    except BrokenProcessPool as exc:
+        raise ReplayError(f"a replay worker died: {exc}") from None
+
+
+def _scan(capture: str | os.PathLike[str]) -> CaptureIndex:
+    try:
+        return scan_capture(capture)
+    except CaptureError as exc:
+        raise ReplayError(str(exc)) from None
+
+
+def _policy(path: str | os.PathLike[str]) -> Policy:
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise ReplayError(f"invalid policy:\n{exc}") from None
+    except OSError as exc:
+        raise ReplayError(f"cannot read policy {path}: {exc.strerror or exc}") from None
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def replay(capture: str | os.PathLike[str], new: str | os.PathLike[str],
+           baseline: str | os.PathLike[str] | None = None, *, workers: int | None = None,
+           flows: Iterable[str] | None = None) -> ReplayResult:
+    """Decide every message of ``capture`` under ``new`` (and ``baseline``).
+
+    ``flows`` limits the replay to messages of those flows. Raises ``ReplayError``.
+    """
+    idx = _scan(capture)
+    pn = _policy(new)
+    po = _policy(baseline) if baseline is not None else None
+    workers = workers or default_workers()
+    policies = {pn.sha256: str(pn.path)}
+    if po is not None:
+        policies[po.sha256] = str(po.path)
+    res = ReplayResult(str(capture), PolicyInfo.of(pn), PolicyInfo.of(po) if po else None,
+                       torn=idx.torn, workers=workers)
+    fl = frozenset(flows) if flows is not None else None
+    tasks = [(str(idx.path), c, pn.sha256, po.sha256 if po else None, fl)
+             for c in _chunks(idx.blocks, workers)]
+    t0 = time.perf_counter()
+    try:
+        parts = _run_pool(_compare_chunk, tasks, policies, workers)
+    except CaptureError as exc:
+        raise ReplayError(str(exc)) from None
+    res.seconds = time.perf_counter() - t0
+    dn = res.new.destination
+    do = res.baseline.destination if res.baseline else ""
+    for part in parts:
+        res.messages += part["messages"]
+        res.bytes += part["bytes"]
+        for (flow, v), n in part["ca"].items():
+            res.counts_after[(flow, dn, v)] += n
+        for (flow, v), n in part["cb"].items():
+            res.counts_before[(flow, do, v)] += n
+        res.released_bytes_after.update(part["ra"])
+        res.released_bytes_before.update(part["rb"])
+        res.rules_after.update(part["fa"])
+        res.rules_before.update(part["fb"])
+        res.changes += part["changes"]
+    res.changes.sort(key=lambda c: c.index)
+    return res
+
+
+# ---------------------------------------------------------------------------- audit
+
+@dataclass(frozen=True, slots=True)
+class AuditMismatch:
+    """A recorded decision the replay did not reproduce."""
+
+    message_id: str
+    recorded: str
+    reproduced: str
+    policy_sha256: str
+    why: str = ""            # e.g. the captured payload is not the recorded input
+
+    def to_dict(self) -> dict[str, str]:
+        return {"message_id": self.message_id, "recorded": self.recorded,
+                "reproduced": self.reproduced, "policy_sha256": self.policy_sha256,
+                "why": self.why}
+
+
+@dataclass(slots=True)
+class AuditReplay:
+    """Outcome of ``audit_replay``."""
+
+    capture: str
+    records: int = 0              # records about captured messages
+    reproduced: int = 0
+    mismatches: list[AuditMismatch] = field(default_factory=list)
+    not_in_capture: int = 0       # records about messages the capture does not hold
+    unaudited: int = 0            # captured messages with no record
+    policies: dict[str, str] = field(default_factory=dict)   # sha256 -> policy file
+    problems: list[str] = field(default_factory=list)        # damaged logs, torn capture
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches and self.records > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "capture": self.capture, "records": self.records,
+                "reproduced": self.reproduced,
+                "mismatches": [m.to_dict() for m in self.mismatches],
+                "not_in_capture": self.not_in_capture, "unaudited": self.unaudited,
+                "policies": self.policies, "problems": self.problems,
+                "seconds": round(self.seconds, 3)}
+
+
+def find_policy(sha256: str, candidates: Iterable[str | os.PathLike[str]]) -> Path | None:
+    """The first policy file among ``candidates`` (files, or directories of *.yaml) whose
+    ``Policy.sha256`` (the bundle hash: the YAML and every list it references) is
+    ``sha256``. Files that do not load as policies are skipped."""
+    for c in candidates:
+        p = Path(c)
+        files = sorted(p.glob("*.yaml")) if p.is_dir() else [p]
+        for f in files:
+            try:
+                if load_policy(f).sha256 == sha256:
+                    return f
+            except (PolicyError, OSError):
+                continue
+    return None
+
+
+def _audit_chunk(task: tuple[str, list[BlockInfo]]) -> list[tuple[str, str, str, str]]:
+    """(message_id, input sha256, policy sha256, verdict) for every recorded message."""
+    path, blocks = task
+    wanted: dict[str, list[str]] = _STATE["wanted"]
+    out: list[tuple[str, str, str, str]] = []
+    for block in blocks:  # one block's messages in memory at a time
+        by_policy: dict[str, list[tuple[str, bytes]]] = {}
+        for m in read_blocks(path, [block]):
+            for sha in wanted.get(m.message_id, ()):
+                by_policy.setdefault(sha, []).append((m.message_id, m.payload))
+        for sha, items in by_policy.items():
+            ds = _decide(_pipes()[sha], [p for _, p in items], [i for i, _ in items])
+            out += [(mid, hashlib.sha256(p).hexdigest(), sha, d.verdict)
+                    for (mid, p), d in zip(items, ds, strict=True)]
+    return out
+
+
+def audit_replay(capture: str | os.PathLike[str], audit_dirs: Sequence[str | os.PathLike[str]],
+                 *, policies: Sequence[str | os.PathLike[str]] = (),
+                 workers: int | None = None) -> AuditReplay:
+    """Re-decide every recorded, captured message under its recorded policy.
+
+    Policies are looked up by SHA-256 among ``policies`` (files or directories),
+    then the shipped policies/ directory. ``ReplayError`` if a needed policy is
+    found nowhere or the capture or a log cannot be read.
+    """
+    from guard.audit.verify import analyse  # audit is only needed for this mode
+
+    idx = _scan(capture)
+    out = AuditReplay(str(capture))
+    if idx.torn:
+        out.problems.append(f"capture: {idx.torn}")
+    # message ids in the capture, without decoding payload twice later
+    captured: set[str] = set()
+    for b in idx.blocks:
+        try:
+            captured.update(m.message_id for m in read_blocks(idx.path, [b]))
+        except CaptureError as exc:
+            raise ReplayError(str(exc)) from None
+    records: dict[str, list[tuple[str, str, str]]] = {}   # mid -> [(policy, input, verdict)]
+    for d in audit_dirs:
+        rep = analyse(d, None, allow_tail=True)
+        if not rep.ok:
+            out.problems += [f"{d}: {p}" for p in rep.problems]
+        if not rep.parsed and rep.problems:
+            raise ReplayError(f"{d}: cannot read the audit log: {rep.problems[0]}")
+        for s in rep.parsed:
+            if s is None:
+                continue
+            r = s.record
+            if r.message_id not in captured:
+                out.not_in_capture += 1
+                continue
+            records.setdefault(r.message_id, []).append(
+                (r.policy_sha256, r.input_sha256, r.verdict))
+    out.records = sum(map(len, records.values()))
+    out.unaudited = len(captured - records.keys())
+    if not out.records:
+        return out
+    shas = sorted({p for recs in records.values() for p, _, _ in recs})
+    unknown = []
+    for sha in shas:
+        f = find_policy(sha, [*policies, POLICIES_DIR])
+        if f is None:
+            unknown.append(sha)
+        else:
+            out.policies[sha] = str(f)
+    if unknown:
+        where = ", ".join([*(str(p) for p in policies), str(POLICIES_DIR)])
+        raise ReplayError("the recorded policy is not available: no policy file has SHA-256 "
+                          f"{', '.join(unknown)} (searched {where}); give it with --policy")
+    for path in out.policies.values():
+        _policy(path)  # validate before forking workers
+    wanted = {mid: sorted({p for p, _, _ in recs}) for mid, recs in records.items()}
+    workers = workers or default_workers()
+    tasks = [(str(idx.path), c) for c in _chunks(idx.blocks, workers)]
+    t0 = time.perf_counter()
+    parts = _run_pool(_audit_chunk, tasks, out.policies, workers, wanted)
+    out.seconds = time.perf_counter() - t0
+    got: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for part in parts:
+        for mid, inp, sha, verdict in part:
+            got.setdefault((mid, sha), []).append((inp, verdict))
+    for mid, recs in records.items():
+        for sha, inp, verdict in recs:
+            cands = got.get((mid, sha), [])
+            same = [v for i, v in cands if i == inp]
+            if not same:
+                seen = cands[0][1] if cands else "-"
+                out.mismatches.append(AuditMismatch(
+                    mid, verdict, seen, sha, "the captured payload is not the recorded input "
+                    "(SHA-256 differs)"))
+            elif verdict not in same:
+                out.mismatches.append(AuditMismatch(mid, verdict, same[0], sha))
+            else:
+                out.reproduced += 1
+    out.mismatches.sort(key=lambda m: m.message_id)
+    return out
