@@ -15,6 +15,7 @@ extensions = [
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
+        depends=["guard/sha256.h"],  # included by _audit.pxi: rebuild when it changes
     )
 ]
 
@@ -30,7 +31,7 @@ setup(
     ],
     package_dir={"guard.bench": "bench", "guard.domains": "domains"},
     package_data={
-        "guard": ["_core.pyx", "*.pxi"],
+        "guard": ["_core.pyx", "*.pxi", "*.h"],
         "guard.data": ["*", "**/*"],
         "guard.domains": ["*.yaml"],  # the simulated domain descriptions
     },

@@ -14,6 +14,10 @@ waits for that; ``"none"`` leaves syncing to the OS (no crash guarantee).
 Opening a directory validates it (chain, roots; signatures are ``guard audit
 verify``'s job), cuts an unterminated final line (a torn write, which was never
 committed) and signs a head over records a crash left unsigned.
+
+Encoding, chain hashing and the Merkle frontier run in compiled code
+(``guard.audit.accel``) when it is built, else in Python (``accel=False`` forces
+that); the bytes on disk are the same either way.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from guard.audit import accel as _accel
 from guard.audit.heads import TreeHead, sign_head
 from guard.audit.keys import Signer
 from guard.audit.merkle import Frontier
-from guard.audit.records import ZERO_HASH, AuditError, DecisionRecord, RecordEncoder
+from guard.audit.records import AuditError, DecisionRecord, RecordEncoder
 from guard.audit.verify import (
     FORMAT,
     HEADS_NAME,
@@ -81,7 +86,13 @@ class AuditLog:
         batch_max: int = 4096,
         max_delay_s: float = 0.1,
         fsync: str = "batch",
+        accel: bool | None = None,
     ) -> None:
+        if accel is None:
+            accel = _accel.AVAILABLE
+        elif accel and not _accel.AVAILABLE:
+            raise ValueError("accel=True but guard._core was built without the audit hot path")
+        self.accel = accel
         if fsync not in FSYNC_MODES:
             raise ValueError(f"fsync must be one of {FSYNC_MODES}, not {fsync!r}")
         if batch_max < 1 or not max_delay_s > 0:
@@ -107,8 +118,9 @@ class AuditLog:
             os.close(self._lock_fd)
             raise
         self._cond = threading.Condition()
-        self._pending_lines: list[bytes] = []
-        self._pending_leaves: list[bytes] = []
+        self._pending_data: list[bytes] = []  # newline-terminated lines, per append call
+        self._pending_leaves: list[bytes] = []  # their packed 32-byte leaf hashes
+        self._pending_n = 0
         self._pending_t0 = 0.0
         self._jobs: list[_Job] = []
         self._unsigned_t0: float | None = None  # first record of the oldest unsigned batch
@@ -160,9 +172,11 @@ class AuditLog:
             os.fsync(self._rec_fd)
             os.fsync(self._head_fd)
         self._fsync_dir()
-        self._frontier = Frontier.of_tree(rep.tree) if rep.tree is not None else Frontier()
+        frontier = Frontier.of_tree(rep.tree) if rep.tree is not None else Frontier()
+        self._frontier: Frontier | _accel.FastFrontier = (
+            _accel.FastFrontier(frontier) if self.accel else frontier)
         self._seq = rep.records
-        self._prev = rep.leaves[-1].hex() if rep.leaves else ZERO_HASH
+        self._prev = rep.leaves[-1] if rep.leaves else bytes(32)  # raw leaf hash
         self._last_ts = rep.head_list[-1].timestamp_us if rep.head_list else 0
         self._committed = rep.records  # records durable and covered by a signed head
         self._encoder = RecordEncoder(self.signer.key_id)
@@ -211,23 +225,26 @@ class AuditLog:
                 self._cond.wait(self._seal_after / 4)
             self._check_usable()
             first = self._seq
-            lines, leaves, prev = self._encoder.encode(records, first, self._prev)
-            if not lines:
+            data, leaves = self._encoder.encode_packed(records, first, self._prev,
+                                                       fast=self.accel)
+            n = len(leaves) // 32
+            if not n:
                 return []
-            self._prev = prev
-            self._seq = first + len(lines)
+            self._prev = leaves[-32:]
+            self._seq = first + n
             now = time.monotonic()
-            if not self._pending_lines:
+            if not self._pending_n:
                 self._pending_t0 = now
                 self._cond.notify_all()  # the committer starts this batch's clock
-            self._pending_lines += lines
-            self._pending_leaves += leaves
-            if len(self._pending_lines) >= self.batch_max or now - self._pending_t0 >= \
+            self._pending_data.append(data)
+            self._pending_leaves.append(leaves)
+            self._pending_n += n
+            if self._pending_n >= self.batch_max or now - self._pending_t0 >= \
                     self._seal_after:
                 self._close_batch()
         if self.fsync == "always":
             self.flush()
-        return list(range(first, first + len(lines)))
+        return list(range(first, first + n))
 
     def _check_usable(self) -> None:
         if self._error is not None:
@@ -242,20 +259,17 @@ class AuditLog:
         it to another thread costs GIL switches; only syncing and signing, which
         wait on the disk, go to the committer.
         """
-        framed, leaves = self._pending_lines, self._pending_leaves
-        self._pending_lines, self._pending_leaves = [], []
+        chunks, leaves = self._pending_data, b"".join(self._pending_leaves)
+        self._pending_data, self._pending_leaves, self._pending_n = [], [], 0
         try:
-            # framed lines are 0x00 || line: each NUL becomes the newline ending the line
-            # before it (JSON text holds no raw NUL), so the data is copied only twice
-            data = b"".join(framed).replace(b"\x00", b"\n")
-            _write_all(self._rec_fd, memoryview(data)[1:], b"\n")
+            # one writev of the append calls' buffers (joined when too many for IOV_MAX)
+            _write_all(self._rec_fd, *(chunks if len(chunks) <= 64 else [b"".join(chunks)]))
         except BaseException as exc:  # fail closed: a torn write is repaired on reopen
             self._error = exc
             self._cond.notify_all()
             raise AuditError(f"cannot write the audit log: {exc!r}") from None
-        self._frontier.extend(leaves)
-        self._last_leaf = leaves[-1]
-        self._jobs.append(_Job(self._frontier.size, self._frontier.root(), leaves[-1],
+        self._frontier.extend_packed(leaves)
+        self._jobs.append(_Job(self._frontier.size, self._frontier.root(), leaves[-32:],
                                self._pending_t0))
         if self._unsigned_t0 is None:
             self._unsigned_t0 = self._pending_t0
@@ -307,7 +321,7 @@ class AuditLog:
         while True:
             with cond:
                 while not self._jobs:
-                    if self._pending_lines:
+                    if self._pending_n:
                         left = self._pending_t0 + self._seal_after - time.monotonic()
                         if left <= 0 or self._flushes or self._stop:
                             try:

@@ -219,6 +219,12 @@ class Frontier:
             level += 1
         self.size += len(leaves)
 
+    def extend_packed(self, leaves: bytes) -> None:
+        """Append packed 32-byte leaf hashes (the writer's form; see ``accel.FastFrontier``)."""
+        if len(leaves) % 32:
+            raise ValueError("leaves must be a whole number of 32-byte hashes")
+        self.extend([leaves[i:i + 32] for i in range(0, len(leaves), 32)])
+
     def root(self) -> bytes:
         """MTH of all leaves so far."""
         r: bytes | None = None

@@ -5,7 +5,10 @@ the writer produces it with a hand-rolled encoder (one f-string per record, stri
 escaped by the C JSON escaper) because ``json.dumps`` of a dict costs about 4 us and
 the whole append path has about 2 us. ``parse_line`` accepts a line only if
 re-encoding what it read gives back the very same bytes, so any edit that keeps
-the JSON valid is still caught, at that line.
+the JSON valid is still caught, at that line. The log writer uses
+``encode_packed``, which hands whole batches to the compiled encoder in
+``guard/_audit.pxi`` when it is built; the Python encoder here remains the
+reference (tests check both give the same bytes) and the verifier's.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
 
+from guard.audit import accel
 from guard.audit.merkle import LEAF_PREFIX
 
 FIELDS = (
@@ -130,8 +134,37 @@ class RecordEncoder:
             add_leaf(h)
         return framed, leaves, tail[:-2].decode()
 
-    def _bodies(self, records: Sequence[DecisionRecord], seq: int) -> list[bytes]:
-        """Each record's framed line up to and including ``"prev":"`` (checked first)."""
+    def encode_packed(
+        self, records: Sequence[DecisionRecord], seq: int, prev: bytes, *, fast: bool = True
+    ) -> tuple[bytes, bytes]:
+        """The writer's form of ``encode``: ``(data, leaves)``.
+
+        ``data`` is the lines as records.jsonl receives them (each ending in a
+        newline), ``leaves`` their packed 32-byte leaf hashes, ``prev`` the raw leaf
+        hash of the record before (32 zero bytes for the first). ``fast`` uses the
+        compiled encoder and SHA-256 (``guard.audit.accel``) when it is built; both
+        paths give the same bytes and raise the same ``AuditError``.
+        """
+        if not isinstance(records, (list, tuple)):
+            records = list(records)
+        if not records:
+            return b"", b""
+        if fast and accel.AVAILABLE:
+            def slow(i: int) -> bytes:  # one record the compiled code leaves to Python
+                return self._bodies(records[i:i + 1], seq + i, offset=i)[0]
+
+            return accel.encode_chain(records, seq, self.key_id, prev, self._flows, _quote,
+                                      _findings_json, slow)
+        framed, leaves, _ = self.encode(records, seq, prev.hex())
+        # framed lines are 0x00 || line: each NUL becomes the newline ending the line
+        # before it (JSON text holds no raw NUL), so the data is copied only twice
+        return b"".join(framed).replace(b"\x00", b"\n")[1:] + b"\n", b"".join(leaves)
+
+    def _bodies(
+        self, records: Sequence[DecisionRecord], seq: int, offset: int = 0
+    ) -> list[bytes]:
+        """Each record's framed line up to and including ``"prev":"`` (checked first);
+        ``offset`` is the first record's index in the caller's batch (for messages)."""
         flows = self._flows
         policies = self._policies
         verdicts = _VERDICT_CODE
@@ -161,10 +194,12 @@ class RecordEncoder:
                     f'"key_id":"{key}","prev":"'
                 ).encode())
             except AuditError as exc:
-                raise AuditError(f"record {i} of the batch (decision {_safe(r)}): {exc}") from None
+                raise AuditError(
+                    f"record {i + offset} of the batch (decision {_safe(r)}): {exc}") from None
             except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
                 raise AuditError(
-                    f"record {i} of the batch (decision {_safe(r)}): invalid field: {exc!r}"
+                    f"record {i + offset} of the batch (decision {_safe(r)}): invalid field: "
+                    f"{exc!r}"
                 ) from None
         return bodies
 
@@ -218,7 +253,8 @@ def parse_lines(
     """Strictly parse many lines: the records (None where bad) and {index: what is wrong}.
 
     Fast path: runs of lines with one key id are re-encoded in a single ``encode``
-    call from the first line's seq and prev; a line that does not come back
+    call (pure Python and hashlib, never the compiled writer path: the verifier
+    stays independent of it) from the first line's seq and prev; a line that does not come back
     byte-identical (or a broken chain) is re-checked alone for a precise message.
     """
     out: list[StoredRecord | None] = []

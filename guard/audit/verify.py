@@ -9,6 +9,11 @@ hash of record ``i - 1``. If that link breaks, either record ``i - 1`` changed
 a head carries the leaf hash of its last record, and substituting the hash that
 record ``i`` expected must reproduce the signed root. Sequence numbers catch
 deletions and reordering; a ``prev`` that points further back names inserted records.
+
+Independence: the writer encodes and hashes with compiled code (``guard.audit.accel``,
+its own SHA-256); this module deliberately recomputes everything with hashlib
+(OpenSSL) and the Python encoder and Merkle code (``RecordEncoder.encode``,
+``merkle``), never ``accel``, so an independent implementation checks the fast one.
 """
 
 from __future__ import annotations
@@ -171,7 +176,7 @@ def analyse(
     rep.torn_records, rep.torn_heads = len(rec_tail), len(head_tail)
     n = rep.records = len(lines)
     rep.lines = lines
-    leaves = rep.leaves = [leaf_of(line) for line in lines]
+    leaves = rep.leaves = [leaf_of(line) for line in lines]  # hashlib, never accel
     heads: list[TreeHead | None] = []
     head_errors: dict[int, str] = {}
     for j, line in enumerate(head_lines):
