@@ -5,14 +5,20 @@ prose drawn from a fixed vocabulary, 1 in 8 with a NOFORN portion that must be r
 1 in 16 with a tearline) of about 512 B, 4 KB and 64 KB, decided in batches through
 ``Pipeline.decide_batch`` (which scans with ``Scanner.scan_batch``) under
 policies/us-secret-to-fvey.yaml. Reported per size: decisions/s on one core, MB/s, and
-for 4 KB the share of time spent in each stage (measured by timing the stages alone).
+for 4 KB the share of time spent in each stage (measured by timing the stages alone, best
+of five) and ``split_us_4k``: the scanner's time (first scan + the re-check's own scan)
+against the rest of the pipeline.
 ``decisions_per_cpu_s_*`` divides by the CPU time of this process (all its threads): on a
 shared, noisy machine it is the steadier per-core figure; ``decisions_per_s_*`` is wall time.
+The process is pinned to one CPU while measuring (``pinned_cpu``; ``--no-pin`` to skip): a
+per-core rate, and the pipeline's worker thread does not bounce between cores (which costs
+about 2 us per 4 KB message in cache misses on a two-core machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 from pathlib import Path
@@ -72,6 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``guard bench decide``."""
     parser.add_argument("--seconds", type=float, default=1.5, help="time per size")
     parser.add_argument("--batch", type=int, default=512, help="messages per batch")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin the process to one CPU while measuring")
 
 
 def _rate(pipe: Pipeline, msgs: list[bytes], seconds: float,
@@ -89,21 +97,60 @@ def _rate(pipe: Pipeline, msgs: list[bytes], seconds: float,
     return n / wall, n / max(cpu, 1e-9), verdicts
 
 
-def _stage_profile(pipe: Pipeline, msgs: list[bytes]) -> dict[str, float]:
-    """Seconds per message spent in each stage, timing the stages alone (no watchdog)."""
+def _stage_profile(pipe: Pipeline, msgs: list[bytes],
+                   repeat: int = 5) -> tuple[dict[str, float], float]:
+    """Seconds per message spent in each stage, timing the stages alone (no watchdog),
+    the best of ``repeat`` runs; and the seconds per message of the re-check's own scan
+    (``Scanner.scan_batch`` over the outputs), so that the scanner's share can be split
+    from the rest of the pipeline."""
     from guard.decide import _Ctx
 
-    ctxs = [_Ctx(m, "", 60.0) for m in msgs]
     out: dict[str, float] = {}
-    for stage in pipe.stages:
+    outputs: list[bytes] = []
+    for _ in range(repeat):
+        ctxs = [_Ctx(m, "", 60.0) for m in msgs]
+        for stage in pipe.stages:
+            t0 = time.perf_counter()
+            stage.run_batch(ctxs, lambda: None)
+            took = (time.perf_counter() - t0) / len(msgs)
+            out[stage.name] = min(out.get(stage.name, took), took)
+        outputs = [c.output or c.candidate or b"" for c in ctxs]
+    scanner = pipe.stages[-1].rechecker.scanner  # type: ignore[attr-defined]
+    offsets = np.zeros(len(outputs) + 1, dtype=np.int64)
+    np.cumsum([len(o) for o in outputs], out=offsets[1:])
+    buf = b"".join(outputs)
+    best = float("inf")
+    for _ in range(repeat):
         t0 = time.perf_counter()
-        stage.run_batch(ctxs, lambda: None)
-        out[stage.name] = (time.perf_counter() - t0) / len(msgs)
-    return out
+        scanner.scan_batch(buf, offsets)
+        best = min(best, (time.perf_counter() - t0) / len(msgs))
+    return out, best
+
+
+def _pin() -> tuple[set[int] | None, int | None]:
+    """Pin this thread (and the pipeline's worker thread, started later) to one CPU, so
+    that a per-core rate is measured on one core; (previous affinity, cpu)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None, None
+    old = os.sched_getaffinity(0)
+    cpu = max(old)
+    os.sched_setaffinity(0, {cpu})
+    return old, cpu
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure and return the figures."""
+    old, cpu = (None, None) if args.no_pin else _pin()
+    try:
+        result = _measure(args)
+    finally:
+        if old is not None:
+            os.sched_setaffinity(0, old)
+    result["pinned_cpu"] = cpu
+    return result
+
+
+def _measure(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(4)
     pipe = Pipeline(load_policy(POLICY))
     result: dict[str, Any] = {}
@@ -117,10 +164,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result[f"mb_per_s_{label}"] = round(rate * mean / 1e6, 1)
         if label == "4k":
             result["verdicts_4k_sample"] = verdicts
-            prof = _stage_profile(pipe, msgs[:batch])
+            prof, rescan = _stage_profile(pipe, msgs[:batch])
             total = sum(prof.values())
             result["stage_us_4k"] = {k: round(v * 1e6, 2) for k, v in prof.items()}
             result["stage_share_4k"] = {k: round(v / total, 3) for k, v in prof.items()}
+            scans = prof["scan"] + rescan
+            result["split_us_4k"] = {"scanner": round(scans * 1e6, 2),
+                                     "recheck_scan": round(rescan * 1e6, 2),
+                                     "rest": round((total - scans) * 1e6, 2)}
     t0, n = time.perf_counter(), 0
     single = [make_message(rng, 4096) for _ in range(200)]
     while time.perf_counter() - t0 < min(args.seconds, 1.0):

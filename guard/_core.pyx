@@ -7,8 +7,14 @@ concept stays small and readable:
 - ``_portions.pxi``: recognising portion marks such as ``(S//REL TO USA, GBR)``
   at the start of paragraphs inside message bodies;
 - ``_scan.pxi``: normalising and scanning bodies for dirty words, clean words,
-  patterns and encoded runs, one message or a batch at a time.
+  patterns and encoded runs, one message or a batch at a time;
+- ``_audit.pxi``: the audit log writer's SHA-256 chain, leaf and Merkle hashing and
+  record-line encoding, one call per batch;
+- ``_message.pxi``: indexing batches of messages (banner, portion lines and interned
+  portion marks) for the decision pipeline and its independent re-check.
 """
 
 include "_portions.pxi"
 include "_scan.pxi"
+include "_audit.pxi"
+include "_message.pxi"

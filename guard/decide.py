@@ -9,6 +9,16 @@ of n messages, which advance stage by stage together, each message's budget is
 budget x max(1, n/64), and the watchdog blocks the whole batch when no stage completes
 on any message for one budget.
 
+Batches (``decide_batch``) are fast for the common shapes: the parse stage indexes the
+whole batch in one pass of the Cython core (``messages.BatchIndex``: banners, portion
+lines, tearline sections, each distinct mark and banner interned once per pipeline), the
+scan stage counts in the core the matches outside banners and marks, and a message with
+none, a true banner and only marks the policy releases (judged once per distinct mark) is
+released without building a ``Message``; one whose only problem is whole portions to
+withhold is redacted from the index. Every other message takes the per-message path
+(``Stage.run``), which explains what it finds; tests/test_decide_fastpath.py checks that
+both paths decide identically.
+
 Verdicts: ``release`` (the input leaves unchanged), ``redact`` (non-releasable portions,
 PII or matched terms removed, banners recomputed, or a tearline section released on its
 own), ``quarantine`` (held for two human reviewers; ``Decision.candidate`` is what would
@@ -30,17 +40,20 @@ from typing import Any
 
 import numpy as np
 
+from guard._core import msgidx_real_matches
 from guard.findings import Finding
 from guard.markings import Marking, check_banner, classification_rank, releasable
-from guard.messages import Message, parse_message
+from guard.messages import BatchIndex, MarkIndex, Message, parse_mark, parse_message
+from guard.messages import portion_marking as _first_pass_mark
 from guard.policy import Policy, TermListSpec
-from guard.recheck import Prepared, Rechecker, build_lists
-from guard.redact import Plan, build_output
+from guard.recheck import Rechecker, build_lists
+from guard.redact import Plan, build_lines, build_output
 from guard.scanner import Match, Scanner
 
 __all__ = ["RULES", "STAGES", "Decision", "Pipeline", "Stage", "decide"]
 
 STAGES = ("parse", "scan", "decide", "redact", "recheck")
+_ALL_STAGES = list(STAGES)
 
 #: Every rule id the decision engine can emit (besides scanner/markings findings it wraps).
 RULES = (
@@ -84,33 +97,52 @@ class Decision:
 
 
 class _Ctx:
-    """Per-message state carried along the stage chain."""
+    """Per-message state carried along the stage chain.
 
-    __slots__ = ("auto", "banner", "blocked", "candidate", "completed", "data", "deadline",
-                 "findings", "lanes", "matches", "message_id", "msg", "output", "plan",
-                 "prep", "quarantine", "recheck_scan", "rewrite", "scan_findings", "verdict")
+    Immutable defaults live on the class (a batch makes one per message: setting only
+    what differs keeps that cheap); lists are per message."""
 
-    def __init__(self, data: bytes, message_id: str, budget_s: float) -> None:
+    _msg: Message | None = None
+    ix: tuple[BatchIndex, int] | None = None  # indexed by the batch parse
+    real = -1            # indexed: scan matches outside banners and marks
+    plain = False        # decided on the index: released unchanged
+    keep: tuple[list[tuple[int, int]], int] | None = None  # index: lines kept, marks
+    matches: Sequence[Match] = ()
+    blocked = False
+    quarantine = False
+    rewrite = False
+    plan: Plan | None = None
+    verdict = ""
+    output: bytes | None = None
+    candidate: bytes | None = None
+    banner: str | None = None
+    lanes: tuple[str, ...] = ()
+    auto = False
+
+    def __init__(self, data: bytes, message_id: str, budget_s: float,
+                 now: float | None = None) -> None:
         self.data = data
         self.message_id = message_id
-        self.deadline = time.perf_counter() + budget_s
+        self.deadline = (time.perf_counter() if now is None else now) + budget_s
         self.completed: list[str] = []
         self.findings: list[Finding] = []
-        self.msg: Message | None = None
-        self.matches: list[Match] = []
-        self.scan_findings: list[Finding] = []
-        self.blocked = False
-        self.quarantine = False
-        self.rewrite = False
-        self.plan: Plan | None = None
-        self.verdict = ""
-        self.output: bytes | None = None
-        self.candidate: bytes | None = None
-        self.banner: str | None = None
-        self.lanes: tuple[str, ...] = ()
-        self.auto = False
-        self.prep: Prepared | None = None
-        self.recheck_scan: tuple[list[Match], list[Finding]] | None = None
+
+    @property
+    def msg(self) -> Message | None:
+        """The parsed message; built from the batch index on first use when indexed."""
+        if self._msg is None and self.ix is not None:
+            self._msg = self.ix[0].message(self.ix[1])
+        return self._msg
+
+    @msg.setter
+    def msg(self, value: Message | None) -> None:
+        self._msg = value
+        self.ix = None
+
+    @property
+    def parsed(self) -> bool:
+        """A parse result exists (indexed or parsed), without building it."""
+        return self._msg is not None or self.ix is not None
 
     def block(self, findings: Sequence[Finding]) -> None:
         self.blocked = True
@@ -149,11 +181,18 @@ def _guarded(stage: Stage, ctx: _Ctx, fn: Callable[[_Ctx], None]) -> None:
 
 # ---------------------------------------------------------------------------- stages
 
+def _banner_marking(text: str) -> Marking | None:
+    res = parse_mark(text, "banner")
+    return res.marking if not res.errors else None
+
+
 class ParseStage(Stage):
     name = "parse"
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        # distinct portion marks of the first pass (the re-check keeps its own)
+        self.marks = MarkIndex(_first_pass_mark, _banner_marking)
 
     def run(self, ctx: _Ctx) -> None:
         if len(ctx.data) > self.policy.max_message_bytes:
@@ -164,6 +203,35 @@ class ParseStage(Stage):
         ctx.msg = parse_message(ctx.data, self.policy.max_portions)
         if ctx.msg.findings:
             ctx.block(ctx.msg.findings)
+
+    def run_batch(self, ctxs: Sequence[_Ctx], tick: Callable[[], None]) -> None:
+        """Index the whole batch in one pass of the Cython core; messages of the simple
+        report shape are then parsed (``BatchIndex``), the others by ``run``."""
+        limit = self.policy.max_message_bytes
+        live = [c for c in ctxs if not c.blocked and len(c.data) <= limit]
+        try:
+            ix = BatchIndex([c.data for c in live], self.marks,
+                            self.policy.max_portions) if live else None
+        except Exception as exc:
+            for c in ctxs:
+                c.block([_internal(f"stage 'parse' failed: {type(exc).__name__}: {exc}")])
+            tick()
+            return
+        fast = ix.fast_list if ix is not None else []
+        now = time.perf_counter()  # the budget is checked between stages
+        k = 0
+        for c in ctxs:
+            if k < len(live) and live[k] is c:
+                if fast[k]:
+                    if not c.blocked and now > c.deadline:
+                        c.block([_internal("the time budget ran out before stage 'parse'")])
+                    c.ix = (ix, k)  # type: ignore[assignment]
+                    c.completed.append(self.name)
+                    k += 1
+                    continue
+                k += 1
+            _guarded(self, c, self.run)
+        tick()
 
 
 class ScanStage(Stage):
@@ -181,23 +249,38 @@ class ScanStage(Stage):
             ctx.block([Finding("scan-error", f.message, f.start, f.end) for f in res.findings])
 
     def run_batch(self, ctxs: Sequence[_Ctx], tick: Callable[[], None]) -> None:
-        live = [c for c in ctxs if not c.blocked and c.msg is not None]
+        live = [c for c in ctxs if not c.blocked and c.parsed]
         try:
             if live:
-                texts = [c.msg.text for c in live]  # type: ignore[union-attr]
-                offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-                np.cumsum([len(t) for t in texts], out=offsets[1:])
-                res = self.scanner.scan_batch(b"".join(texts), offsets)
+                # an indexed message's text is its data (plain text): no Message needed
+                texts = [c.data if c.ix is not None else c.msg.text  # type: ignore[union-attr]
+                         for c in live]
+                batch = next((c.ix[0] for c in live if c.ix is not None), None)
+                if (batch is not None and len(batch.datas) == len(texts)
+                        and all(t is d for t, d in zip(texts, batch.datas, strict=True))):
+                    buf, offsets = batch.buf, batch.offsets  # the same bytes: no second copy
+                else:
+                    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+                    np.cumsum([len(t) for t in texts], out=offsets[1:])
+                    buf = b"".join(texts)
+                res = self.scanner.scan_batch(buf, offsets)
                 flags = res.flags.tolist()
-                rows = _Rows(res, len(live))
+                real = _real_matches(live, res)
+                rows = None
                 for i, c in enumerate(live):
                     if flags[i]:
                         self.run(c)  # rare: rescan alone for the precise findings
                         if not c.blocked:
                             c.block([Finding("scan-error", f"the scanner flagged the message "
                                              f"(flags {int(flags[i])})", 0, len(c.data))])
-                    elif rows.outside(i, c.msg.banner_spans):  # type: ignore[union-attr]
-                        c.matches = res.matches_for(i)
+                    elif real[i] >= 0:  # indexed: matches outside banners and marks
+                        c.real = real[i]
+                        if real[i]:
+                            c.matches = res.matches_for(i)
+                    else:
+                        rows = rows or _Rows(res, len(live))
+                        if rows.outside(i, c.msg.banner_spans):  # type: ignore[union-attr]
+                            c.matches = res.matches_for(i)
         except Exception as exc:
             for c in ctxs:
                 c.block([_internal(f"stage 'scan' failed: {type(exc).__name__}: {exc}")])
@@ -205,6 +288,26 @@ class ScanStage(Stage):
         for c in ctxs:
             c.completed.append(self.name)
         tick()
+
+
+def _real_matches(live: Sequence[_Ctx], res: Any) -> list[int]:
+    """Per scanned message, the number of matches outside its banner lines and portion
+    marks when it is indexed (counted in the Cython core), else -1."""
+    sel = [-1] * len(live)
+    batch: BatchIndex | None = None
+    for i, c in enumerate(live):
+        if c.ix is not None and (batch is None or c.ix[0] is batch):
+            batch, sel[i] = c.ix
+    if batch is None:
+        return sel
+    n = len(batch.datas)
+    back = np.full(len(live), -1, dtype=np.int64)
+    back[:] = sel
+    counts = msgidx_real_matches(back, batch.status, batch.info, batch.rowstart, batch.rows,
+                                 np.ascontiguousarray(res.msg, dtype=np.int32),
+                                 np.ascontiguousarray(res.start, dtype=np.int64),
+                                 np.ascontiguousarray(res.end, dtype=np.int64)).tolist()
+    return [counts[k] if 0 <= k < n and sel[i] >= 0 else -1 for i, k in enumerate(sel)]
 
 
 class _Rows:
@@ -243,6 +346,109 @@ class DecideStage(Stage):
         # caches keyed by the marking TEXT (cheap to hash; a Marking hashes all its fields)
         self._reasons: dict[str, tuple[tuple[str, str], ...]] = {}
         self._banner: dict[tuple[str, frozenset[str]], tuple[str, ...]] = {}
+        # indexed messages: (generation, ids evaluated, bit set of ids with reasons)
+        self._withheld: tuple[int, int, int] = (-1, 0, 0)
+        self._banner_ok: dict[tuple[int, str, int], bool] = {}
+
+    def withheld_mask(self, ix: BatchIndex) -> int:
+        """Bit set of the mark ids of ``ix`` whose portions ``reasons`` withholds; each
+        distinct mark is judged once per policy (and again only if the index resets)."""
+        gen, done, mask = self._withheld
+        if gen != ix.generation:
+            done, mask = 0, 0
+        texts, markings = ix.texts, ix.markings
+        n = len(texts)
+        if done < n:
+            for i in range(done, n):
+                if self.reasons(texts[i], markings[i]):
+                    mask |= 1 << i
+            self._withheld = (ix.generation, n, mask)
+        return mask
+
+    def banner_ok(self, ix: BatchIndex, k: int) -> bool:
+        """Message k's banner, and each tearline section's, is the roll-up of its
+        portions (cached by banner text + mark set)."""
+        ok = self._banner_ok.get((ix.generation, ix.banners[k], ix.masks[k]))
+        if ok is None:
+            ok = self._fits(ix, ix.banners[k] or "", ix.banner_marks[k], ix.masks[k])
+        if not ok:
+            return False
+        if ix.sections and ix.sections[k]:
+            return all(self._fits(ix, text, m, mask) for text, m, _sp, mask, _ps
+                       in ix.sections[k])
+        return True
+
+    def _fits(self, ix: BatchIndex, banner: str, bm: Marking | None, mask: int) -> bool:
+        key = (ix.generation, banner, mask)
+        ok = self._banner_ok.get(key)
+        if ok is None:
+            ids = ix.marks.members(mask)
+            ok = bm is not None and bool(ids) and not self.banner_findings(
+                banner, bm, [ix.texts[i] for i in ids], [ix.markings[i] for i in ids])
+            if len(self._banner_ok) > 65536:
+                self._banner_ok.clear()
+            self._banner_ok[key] = ok
+        return ok
+
+    def _withhold(self, ctx: _Ctx, ix: BatchIndex, k: int, withheld: int) -> bool:
+        """Withhold the portions of indexed message k whose marks are in ``withheld``
+        and keep the rest (the ``run`` outcome for a one-section message with a true
+        banner and no match, when the policy releases portions); False when ``run``
+        must decide instead (tearline sections, no portion release, nothing left)."""
+        if not self.policy.portion_release or (ix.sections and ix.sections[k]):
+            return False
+        lo, hi = int(ix.rowstart[k]), int(ix.rowstart[k + 1])
+        texts, markings = ix.texts, ix.markings
+        kept: list[tuple[int, int]] = []
+        kept_mask = 0
+        findings: list[Finding] = []
+        for (s, _me, e, _kind), i in zip(ix.rows[lo:hi].tolist(), ix.ids[lo:hi].tolist(),
+                                         strict=True):
+            if withheld >> i & 1:
+                findings += [Finding(r, f"portion withheld: {t}", s, e)
+                             for r, t in self.reasons(texts[i], markings[i])]
+            else:
+                kept.append((s, e))
+                kept_mask |= 1 << i
+        if not kept or not findings:
+            return False
+        ctx.findings = findings
+        ctx.keep = (kept, kept_mask)
+        ctx.rewrite = True
+        return True
+
+    def run_batch(self, ctxs: Sequence[_Ctx], tick: Callable[[], None]) -> None:
+        """Indexed messages with no match outside banners and marks, every portion
+        releasable and a true banner are released unchanged without building a Message;
+        every other message takes ``run``, which explains what it finds."""
+        now = time.perf_counter()  # the budget is checked between stages
+        masks: dict[int, int] = {}  # per batch: ids whose portions are withheld
+        for ctx in ctxs:
+            ix = ctx.ix
+            if ix is not None and not ctx.blocked and ctx.real == 0 and not ctx.matches:
+                try:
+                    if now > ctx.deadline:
+                        raise TimeoutError("the time budget ran out before stage 'decide'")
+                    batch, k = ix
+                    if (batch.generation == batch.marks.generation
+                            and self.banner_ok(batch, k)):
+                        w = masks.get(id(batch))
+                        if w is None:
+                            w = masks[id(batch)] = self.withheld_mask(batch)
+                        withheld = batch.masks[k] & w
+                        if not withheld:
+                            ctx.plain = True
+                            ctx.banner = batch.banners[k]
+                        if withheld == 0 or self._withhold(ctx, batch, k, withheld):
+                            ctx.completed.append(self.name)
+                            continue
+                except Exception as exc:
+                    ctx.block([_internal(f"stage 'decide' failed: {type(exc).__name__}: "
+                                         f"{exc}")])
+                    continue
+            _guarded(self, ctx, self.run)
+            tick()
+        tick()
 
     # -- per marking, cached: why a portion with this marking may not go
     def reasons(self, mark: str, m: Marking) -> tuple[tuple[str, str], ...]:
@@ -460,7 +666,29 @@ class DecideStage(Stage):
 class RedactStage(Stage):
     name = "redact"
 
+    def run_batch(self, ctxs: Sequence[_Ctx], tick: Callable[[], None]) -> None:
+        """Messages decided on the index to leave unchanged need no work here."""
+        now = time.perf_counter()  # the budget is checked between stages
+        for ctx in ctxs:
+            if ctx.plain and not ctx.blocked and now <= ctx.deadline:
+                ctx.output, ctx.verdict = ctx.data, "release"
+                ctx.completed.append(self.name)
+            else:
+                _guarded(self, ctx, self.run)
+        tick()
+
     def run(self, ctx: _Ctx) -> None:
+        if ctx.plain and not ctx.blocked:  # decided on the index: the input leaves as is
+            ctx.output, ctx.verdict = ctx.data, "release"
+            return
+        if ctx.keep is not None and not ctx.blocked and ctx.ix is not None:
+            ix = ctx.ix[0]   # decided on the index: kept lines under a recomputed banner
+            ids = ix.marks.members(ctx.keep[1])
+            ctx.output, ctx.banner = build_lines(ctx.data, ctx.keep[0],
+                                                 [ix.texts[i] for i in ids],
+                                                 [ix.markings[i] for i in ids])
+            ctx.verdict = "redact"
+            return
         if ctx.blocked or ctx.msg is None or ctx.plan is None:
             return
         if ctx.rewrite:
@@ -495,41 +723,30 @@ class RecheckStage(Stage):
         self._finish(ctx, self.rechecker.check(out, allow_quarantine=ctx.quarantine))
 
     def run_batch(self, ctxs: Sequence[_Ctx], tick: Callable[[], None]) -> None:
-        live: list[tuple[_Ctx, Prepared]] = []
+        """Re-check every output of the batch in one ``Rechecker.check_batch`` call (it
+        sees only the output bytes, see recheck.py for how it stays independent)."""
+        live: list[_Ctx] = []
+        outs: list[bytes] = []
         for c in ctxs:
             if c.blocked:
                 continue
-            try:
-                out = c.output if c.output is not None else c.candidate
-                if out is None:
-                    raise RuntimeError("no output to re-check")
-                prep = self.rechecker.prepare(out)
-                if prep.findings:
-                    self._finish(c, prep.findings)
-                else:
-                    live.append((c, prep))
-            except Exception as exc:
-                c.block([_internal(f"stage 'recheck' failed: {type(exc).__name__}: {exc}")])
+            out = c.output if c.output is not None else c.candidate
+            if out is None:
+                c.block([_internal("stage 'recheck' failed: RuntimeError: no output to "
+                                   "re-check")])
+                continue
+            live.append(c)
+            outs.append(out)
         try:
             if live:
-                texts = [p.text for _, p in live]
-                offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-                np.cumsum([len(t) for t in texts], out=offsets[1:])
-                res = self.rechecker.scanner.scan_batch(b"".join(texts), offsets)
-                rows = _Rows(res, len(live))
-                flags = res.flags.tolist()
-                for i, (c, prep) in enumerate(live):
-                    if flags[i]:
-                        self._finish(c, self.rechecker.check(prep.text,
-                                                             allow_quarantine=c.quarantine)
-                                     or [Finding("recheck-failed", "the scanner flagged the "
-                                                 "output", 0, len(prep.text))])
-                    else:
-                        found = res.matches_for(i) if rows.outside(i, prep.skip) else []
-                        self._finish(c, self.rechecker.finish(prep, found, [],
-                                                              allow_quarantine=c.quarantine))
+                got = self.rechecker.check_batch(outs, [c.quarantine for c in live])
+                if len(got) != len(live):
+                    raise RuntimeError("the re-check lost outputs")
+                for c, found in zip(live, got, strict=True):
+                    self._finish(c, found)
         except Exception as exc:
-            for c, _ in live:
+            for c in live:
+                c.output = c.candidate = None
                 c.block([_internal(f"stage 'recheck' failed: {type(exc).__name__}: {exc}")])
         for c in ctxs:
             c.completed.append(self.name)
@@ -625,17 +842,19 @@ class Pipeline:
             last = progress[0]
         return True
 
-    def _finish(self, ctx: _Ctx, ok: bool, pid: str) -> Decision:
-        msg = ctx.msg
-        fmt = msg.format if msg is not None else ""
+    def _finish(self, ctx: _Ctx, ok: bool, pid: str, now: float | None = None) -> Decision:
+        msg = ctx._msg  # never built here just for its format
+        fmt = msg.format if msg is not None else "text" if ctx.ix is not None else ""
+        if now is None:
+            now = time.perf_counter()
         if not ok:
             return Decision("block", [_internal("the pipeline did not finish within the time "
                                                 "budget (a filter hung)", len(ctx.data))],
                             None, None, pid, ctx.message_id, fmt)
-        if not ctx.blocked and time.perf_counter() > ctx.deadline:
+        if not ctx.blocked and now > ctx.deadline:
             ctx.block([_internal("the time budget ran out while the filters ran",
                                  len(ctx.data))])
-        if ctx.blocked or ctx.completed != list(STAGES) or not ctx.verdict:
+        if ctx.blocked or ctx.completed != _ALL_STAGES or not ctx.verdict:
             findings = list(ctx.findings)
             if not ctx.blocked or not findings:
                 findings.append(_internal("not every filter ran in order and completed "
@@ -661,8 +880,9 @@ class Pipeline:
         budget = self.policy.time_budget_ms / 1000.0
         ids = list(message_ids) if message_ids is not None else [""] * len(messages)
         try:
-            ctxs = [_Ctx(bytes(d) if not isinstance(d, bytes) else d, ids[k],
-                         budget * max(1.0, len(messages) / 64))
+            each = budget * max(1.0, len(messages) / 64)
+            now = time.perf_counter()
+            ctxs = [_Ctx(d if type(d) is bytes else bytes(d), ids[k], each, now)
                     for k, d in enumerate(messages)]
         except Exception as exc:
             return [Decision("block", [_internal(f"bad input: {type(exc).__name__}")], None,
@@ -673,7 +893,8 @@ class Pipeline:
             return [Decision("block", [_internal(f"pipeline failed: {type(exc).__name__}: "
                                                  f"{exc}")], None, None, pid, c.message_id)
                     for c in ctxs]
-        return [self._finish(c, ok, pid) for c in ctxs]
+        now = time.perf_counter()
+        return [self._finish(c, ok, pid, now) for c in ctxs]
 
 
 def decide(policy: Policy, data: bytes, message_id: str = "") -> Decision:

@@ -39,14 +39,21 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from guard._core import MsgIdxTable, msgidx_index
 from guard.findings import Finding
 from guard.markings import Marking, ParseResult, parse, recognize_portions, render_banner
 
 __all__ = [
     "TEARLINE",
+    "BatchIndex",
+    "MarkIndex",
     "Message",
     "Portion",
     "Section",
@@ -54,6 +61,7 @@ __all__ = [
     "marking_to_ism",
     "parse_mark",
     "parse_message",
+    "portion_marking",
 ]
 
 #: The tearline written by the guard; any line of >= 3 dashes around TEARLINE is accepted.
@@ -95,6 +103,15 @@ def _portion_mark(raw: bytes) -> ParseResult:
         hit = parse(raw.decode("utf-8"), "portion")
         _pcache[raw] = hit
     return hit
+
+
+def portion_marking(raw: bytes) -> Marking | None:
+    """The marking of a portion mark's inner bytes, None when not valid (as parse_text)."""
+    try:
+        res = _pcache.get(raw) or _portion_mark(raw)
+    except UnicodeDecodeError:
+        return None
+    return None if res.errors or res.marking is None else res.marking
 
 
 @dataclass(slots=True)
@@ -357,6 +374,169 @@ def parse_text(data: bytes, text: bytes, max_portions: int, fmt: str = "text") -
         find(Finding("tearline-format" if section.tearline else "banner-missing",
                      "a section has no portion-marked paragraphs", z0, z1))
     return msg
+
+
+# ------------------------------------------------------------------ batch index
+
+class MarkIndex:
+    """Interns distinct portion marks (the bytes inside the parentheses) and banners
+    (stripped) to small ids, so that whatever depends only on a mark or a banner is
+    decided once per distinct string.
+
+    ``parse_raw(raw) -> Marking | None`` and ``parse_banner(text) -> Marking | None``
+    (None: not valid, id -1) are the owner's own parsers: the first pass and the re-check
+    each keep their own index. ``generation`` changes whenever the index is emptied (ids
+    are then reused), so caches keyed by id must be dropped when it does.
+    """
+
+    MAX = 4096
+
+    def __init__(self, parse_raw: Callable[[bytes], Marking | None],
+                 parse_banner: Callable[[str], Marking | None]) -> None:
+        self._parse = parse_raw
+        self._parse_banner = parse_banner
+        self.lock = threading.Lock()   # one batch indexes (and may reset) at a time
+        self.generation = 0
+        self._empty()
+
+    def _empty(self) -> None:
+        self.table = MsgIdxTable()
+        self.btable = MsgIdxTable()
+        self.texts: list[str] = []
+        self.markings: list[Marking] = []
+        self.btexts: list[str] = []
+        self.bmarkings: list[Marking] = []
+
+    def reset_if_full(self) -> None:
+        """Empty the index when it holds more than MAX keys (called between batches)."""
+        if len(self.table) > self.MAX or len(self.btable) > self.MAX:
+            self._empty()
+            self.generation += 1
+
+    def miss(self, raw: bytes) -> int:
+        """Parse a mark not seen before; its new id, or -1 when it is not valid."""
+        m = self._parse(raw)
+        if m is None:
+            return -1
+        self.texts.append(raw.decode("ascii"))
+        self.markings.append(m)
+        return len(self.texts) - 1
+
+    def banner_miss(self, raw: bytes) -> int:
+        """Parse a banner not seen before; its new id, or -1 when it is not valid."""
+        text = raw.decode("ascii")
+        m = self._parse_banner(text)
+        if m is None:
+            return -1
+        self.btexts.append(text)
+        self.bmarkings.append(m)
+        return len(self.btexts) - 1
+
+    def members(self, mask: int) -> list[int]:
+        """The ids in a bit set."""
+        out, i = [], 0
+        while mask:
+            if mask & 1:
+                out.append(i)
+            mask >>= 1
+            i += 1
+        return out
+
+
+class BatchIndex:
+    """Messages of a batch indexed in one pass of the Cython core (``_message.pxi``).
+
+    A message is ``fast(k)`` when it has the simple report shape (banner, ASCII portion
+    lines with valid marks at column 0, optional tearline sections each opened by a valid
+    banner, the banner again); only then are its rows, mark ids, mark bit set
+    (``masks[k]``) and ``sections[k]`` meaningful. Any other message must go through
+    ``parse_message`` (or, in the re-check, its own parser).
+    """
+
+    def __init__(self, datas: Sequence[bytes], marks: MarkIndex, max_portions: int, *,
+                 closing: bool = True) -> None:
+        self.datas = datas
+        self.marks = marks
+        lens = [len(d) for d in datas]
+        self.offsets = np.zeros(len(datas) + 1, dtype=np.int64)
+        np.cumsum(lens, out=self.offsets[1:])
+        self.buf = b"".join(datas)
+        with marks.lock:
+            marks.reset_if_full()
+            (self.status, self.info, self.rowstart, self.rows, self.ids, bids,
+             self.masks) = msgidx_index(self.buf, self.offsets, max_portions, closing,
+                                        marks.table, marks.miss, marks.btable,
+                                        marks.banner_miss)
+            # the lists only grow within a generation: ids of this batch stay valid in them
+            self.generation = marks.generation
+            self.texts, self.markings = marks.texts, marks.markings
+            btexts, bmarks = marks.btexts, marks.bmarkings
+        self.fast_list: list[bool] = (self.status == 0).tolist()
+        bl = bids.tolist()
+        self.banners: list[str | None] = [btexts[b] if b >= 0 else None for b in bl]
+        self.banner_marks: list[Marking | None] = [bmarks[b] if b >= 0 else None for b in bl]
+        # per message with tearlines: [(banner, marking, (start, end), mask, [portion k])]
+        self.sections: list[list[tuple[str, Marking, tuple[int, int], int, list[int]]]] = []
+        if self.info[:, 4].any():
+            self.sections = [[] for _ in datas]
+            for k in np.flatnonzero(self.info[:, 4]).tolist():
+                if self.fast_list[k]:
+                    self._index_sections(k, btexts, bmarks)
+
+    def _index_sections(self, k: int, btexts: list[str], bmarks: list[Marking]) -> None:
+        """Fill ``sections[k]`` from the rows of message k."""
+        lo, hi = int(self.rowstart[k]), int(self.rowstart[k + 1])
+        out = self.sections[k]
+        cur: list[int] | None = None
+        mask = 0
+        port = 0
+        for (s, _me, e, kind), i in zip(self.rows[lo:hi].tolist(), self.ids[lo:hi].tolist(),
+                                        strict=True):
+            if kind == 0:
+                if cur is not None:
+                    cur.append(port)
+                    mask |= 1 << i
+                port += 1
+            elif kind == 2:
+                if cur is not None:
+                    out[-1] = (*out[-1][:3], mask, cur)
+                cur, mask = [], 0
+                out.append((btexts[i], bmarks[i], (s, e), 0, cur))
+        if cur is not None:
+            out[-1] = (*out[-1][:3], mask, cur)
+
+    def fast(self, k: int) -> bool:
+        """Message k has the simple shape and valid banners."""
+        return self.fast_list[k]
+
+    def message(self, k: int) -> Message:
+        """Message k as ``parse_message`` gives it (fast messages only)."""
+        if not self.fast_list[k]:
+            raise ValueError("message is not indexed")
+        data = self.datas[k]
+        top, b0, b1 = self.info[k, :3].tolist()
+        lo, hi = int(self.rowstart[k]), int(self.rowstart[k + 1])
+        texts, markings = self.texts, self.markings
+        banner, bm = self.banners[k], self.banner_marks[k]
+        msg = Message("text", data, data, banner or "", bm, [(0, top), (b0, b1)])
+        main = Section(0, False, banner, bm, (0, top))
+        msg.sections.append(main)
+        sec = main
+        portions = msg.portions
+        for (s, me, e, kind), i in zip(self.rows[lo:hi].tolist(), self.ids[lo:hi].tolist(),
+                                       strict=True):
+            if kind == 0:
+                sec.portions.append(len(portions))
+                portions.append(Portion(s, e, me, texts[i], sec.index, markings[i]))
+            elif kind == 1:
+                sec = Section(len(msg.sections), True)
+                msg.sections.append(sec)
+            elif kind == 2:
+                text, m, span, _mask, _ps = self.sections[k][sec.index - 1]
+                sec.banner, sec.marking, sec.banner_span = text, m, span
+            else:
+                msg.banner_spans.append((s, e))
+        return msg
 
 
 # ------------------------------------------------------------------ JSON

@@ -6,8 +6,21 @@ the term lists with an action each, whether portions and tearlines may be releas
 their own, topic lanes, limits, and the review deadline. ``load_policy`` rejects unknown
 keys, wrong types, hostile values and paths escaping the policy directory, naming
 ``file:line`` for every problem (positions come from ``yaml.compose`` node marks, so the
-file is never executed or constructed by YAML itself). ``Policy.sha256`` is the SHA-256
-of the file bytes and is recorded in every decision.
+file is never executed or constructed by YAML itself).
+
+``Policy.sha256`` is a BUNDLE hash, recorded in every decision: it pins the YAML file and
+every term, pattern and lane-indicator file it references, so that a decision record's
+policy hash proves which lists were used. It is the SHA-256 of a canonical manifest
+(``bundle_manifest``)::
+
+    guard-policy-bundle/1\n
+    <sha256 of the YAML bytes> <YAML file name>\n
+    <sha256 of a referenced file> <its path relative to the policy directory>\n   (sorted
+                                                                     by path, once each)
+
+The referenced files' digests are kept in ``Policy.files``; ``verified_bytes`` re-reads
+a file and refuses it when it no longer matches, so a pipeline never compiles lists other
+than those the hash covers.
 """
 
 from __future__ import annotations
@@ -17,9 +30,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from guard.terms import TermList
 
 __all__ = [
     "ACTIONS",
@@ -28,7 +44,11 @@ __all__ = [
     "Policy",
     "PolicyError",
     "TermListSpec",
+    "bundle_manifest",
+    "bundle_sha256",
+    "load_list",
     "load_policy",
+    "verified_bytes",
 ]
 
 #: Accreditation names and their rank, comparable with ``markings.classification_rank``.
@@ -61,6 +81,52 @@ class PolicyError(ValueError):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
+
+
+BUNDLE_VERSION = "guard-policy-bundle/1"
+
+
+def bundle_manifest(yaml_name: str, yaml_sha256: str,
+                    files: tuple[tuple[str, str], ...]) -> bytes:
+    """The canonical manifest hashed into ``Policy.sha256``: a version line, the YAML
+    first, then each referenced file once, sorted by its relative path (POSIX form)."""
+    lines = [BUNDLE_VERSION, f"{yaml_sha256} {yaml_name}"]
+    lines += [f"{digest} {rel}" for rel, digest in sorted(set(files))]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def verified_bytes(policy: Policy, path: Path) -> bytes:
+    """The bytes of a file the policy references, refused (``PolicyError``) unless they
+    still have the digest the policy's bundle hash covers."""
+    base = policy.path.resolve().parent
+    rel = Path(path).resolve().relative_to(base).as_posix()
+    want = dict(policy.files).get(rel)
+    data = Path(path).read_bytes()
+    if want is None or hashlib.sha256(data).hexdigest() != want:
+        raise PolicyError([f"{policy.path}:1: referenced file {rel} changed since the policy "
+                           "was loaded (its bundle hash no longer covers it): load it again"])
+    return data
+
+
+def bundle_sha256(path: str | Path) -> str | None:
+    """The bundle hash (``Policy.sha256``) of the policy file at ``path``, or None when
+    it does not load: what a decision record's ``policy_sha256`` is compared with."""
+    try:
+        return load_policy(path).sha256
+    except PolicyError:
+        return None
+
+
+def load_list(policy: Policy, path: Path, name: str, kind: str) -> TermList:
+    """Load a referenced term/pattern/indicator file as a ``TermList``, refusing it
+    (``PolicyError``) unless its bytes are those the bundle hash covers, before and after
+    the load (so the compiled lists are the hashed lists)."""
+    from guard.terms import load_patterns, load_terms
+
+    verified_bytes(policy, path)
+    tl = load_patterns(path, name) if kind == "pattern" else load_terms(path, name, kind)
+    verified_bytes(policy, path)
+    return tl
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +184,10 @@ class Policy:
     review_deadline_hours: float
     on_deadline: str
     reviewers_required: int
+    #: (path relative to the policy directory, SHA-256 of its bytes) of every referenced
+    #: file, sorted by path: the part of the bundle hash beyond the YAML itself
+    files: tuple[tuple[str, str], ...] = ()
+    yaml_sha256: str = ""     # SHA-256 of the YAML file bytes alone
 
     @property
     def destination(self) -> tuple[str, ...]:
@@ -430,6 +500,7 @@ def _build(ctx: _Ctx, root: yaml.Node, path: Path, raw: bytes) -> Policy | None:
 
     term_specs: list[TermListSpec] = []
     names: set[str] = set()
+    digests: dict[Path, str] = {}   # referenced file -> SHA-256 of the bytes validated
 
     def term(node: yaml.Node, what: str) -> None:
         m = _mapping(ctx, node, what, {"name": True, "file": True, "kind": True, "rule": False,
@@ -455,7 +526,7 @@ def _build(ctx: _Ctx, root: yaml.Node, path: Path, raw: bytes) -> Policy | None:
                          default="message" if action == "block" else "released",
                          choices=TERM_SCOPES)
         if fpath is not None and kind:
-            _try_load_terms(ctx, m.get("file"), fpath, name or "x", kind)
+            _try_load_terms(ctx, m.get("file"), fpath, name or "x", kind, digests)
             term_specs.append(TermListSpec(name, fpath, kind, rule, action, scope))
 
     _list(ctx, top.get("terms"), "terms", term, max_items=64)
@@ -485,7 +556,7 @@ def _build(ctx: _Ctx, root: yaml.Node, path: Path, raw: bytes) -> Policy | None:
         if unc == "release" and public:
             ctx.err(m.get("uncaveated"), f"{what}: uncaveated release is not allowed for public")
         if ind is not None:
-            _try_load_terms(ctx, m.get("indicators"), ind, name or "x", "dirty")
+            _try_load_terms(ctx, m.get("indicators"), ind, name or "x", "dirty", digests)
             lanes.append(Lane(name, ind, CLASSIFICATIONS.get(cls, 0), unc == "release", auto))
 
     _list(ctx, top.get("lanes"), "lanes", lane, max_items=16)
@@ -520,8 +591,14 @@ def _build(ctx: _Ctx, root: yaml.Node, path: Path, raw: bytes) -> Policy | None:
 
     if ctx.errors:
         return None
+    # the bundle: the YAML and, once each, every referenced file (the bytes just loaded)
+    files = tuple(sorted({(p.relative_to(base).as_posix(), digests[p])
+                          for p in [*(s.path for s in term_specs),
+                                    *(ln.indicators for ln in lanes)]}))
+    yaml_sha = hashlib.sha256(raw).hexdigest()
+    bundle = hashlib.sha256(bundle_manifest(path.name, yaml_sha, files)).hexdigest()
     return Policy(
-        path=path, sha256=hashlib.sha256(raw).hexdigest(), flow=flow, description=description,
+        path=path, sha256=bundle, flow=flow, description=description,
         destination_name=dest_name, accreditation=accreditation,
         accreditation_rank=CLASSIFICATIONS[accreditation],
         release_to=tuple(c for c, _ in codes), members=frozenset(members), public=public,
@@ -532,16 +609,25 @@ def _build(ctx: _Ctx, root: yaml.Node, path: Path, raw: bytes) -> Policy | None:
         leet=leet, encoded_min_length=enc_min, encoded_action=enc_action,
         max_message_bytes=max_bytes, max_portions=max_portions, time_budget_ms=budget,
         review_deadline_hours=deadline, on_deadline=on_deadline, reviewers_required=reviewers,
+        files=files, yaml_sha256=yaml_sha,
     )
 
 
-def _try_load_terms(ctx: _Ctx, node: yaml.Node | None, path: Path, name: str, kind: str) -> None:
-    """Load a term file through guard.terms so that a bad list fails the policy check."""
+def _try_load_terms(ctx: _Ctx, node: yaml.Node | None, path: Path, name: str, kind: str,
+                    digests: dict[Path, str]) -> None:
+    """Load a term file through guard.terms so that a bad list fails the policy check,
+    and record the digest of the bytes validated (read before and after the load: a file
+    changing meanwhile is an error, not a silently unpinned list)."""
     try:
         from guard.terms import load_patterns, load_terms
 
+        before = hashlib.sha256(path.read_bytes()).hexdigest()
         tl = load_patterns(path, name) if kind == "pattern" else load_terms(path, name, kind)
+        if hashlib.sha256(path.read_bytes()).hexdigest() != before:
+            ctx.err(node, f"term file {path.name} changed while it was being loaded")
+            return
         if not tl.terms:
             ctx.err(node, f"term file {path.name} has no entries")
+        digests[path] = before
     except Exception as exc:
         ctx.err(node, f"term file {path.name} is invalid: {exc}")

@@ -7,6 +7,19 @@ instance, and re-checks every portion's classification, SCI/SAP and releasabilit
 destination member, every section banner and the document banner against a fresh roll-up,
 and that no term whose action is block or redact, no PII pattern and no encoded run
 remains. Any finding means the output may not leave: the pipeline blocks.
+
+``check_batch`` does the same for a batch: the outputs are indexed by the Cython core
+(``messages.BatchIndex``) and scanned together; an output of the simple report shape with
+no match outside its banners and marks, no mark this policy refuses and a banner equal to
+the roll-up of its marks passes there; anything else goes through ``prepare``/``finish``.
+
+How independence from the first pass is kept: the re-check receives only the output
+BYTES. It indexes and parses them again itself, interns their marks in its own
+``MarkIndex`` (parsed by its own ``_pmark``), judges each distinct mark with its own
+``_portion_problem`` and banners with its own roll-up check, and scans with its own
+``Scanner`` instance. What it shares with the first pass is code and compiled tables
+(the Cython indexer and scanner, the markings engine), never a result: no parse, mark
+id, verdict cache or scan match of the first pass reaches it.
 """
 
 from __future__ import annotations
@@ -17,6 +30,9 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from guard._core import msgidx_real_matches
 from guard.findings import Finding
 from guard.markings import (
     Marking,
@@ -27,10 +43,10 @@ from guard.markings import (
     render_banner,
     rollup,
 )
-from guard.messages import ism_to_mark
-from guard.policy import Policy
+from guard.messages import BatchIndex, MarkIndex, ism_to_mark
+from guard.policy import Policy, load_list
 from guard.scanner import Match, Scanner
-from guard.terms import TermList, load_patterns, load_terms
+from guard.terms import TermList
 
 __all__ = ["Prepared", "Rechecker", "build_lists"]
 
@@ -45,15 +61,12 @@ _PORTION_KEYS = frozenset({
 
 
 def build_lists(policy: Policy) -> list[TermList]:
-    """The TermLists of a policy, term lists first, then one list per lane (in order)."""
-    lists = []
-    for spec in policy.term_lists:
-        if spec.kind == "pattern":
-            lists.append(load_patterns(spec.path, spec.name))
-        else:
-            lists.append(load_terms(spec.path, spec.name, spec.kind))
-    for lane in policy.lanes:
-        lists.append(load_terms(lane.indicators, lane.name, "dirty"))
+    """The TermLists of a policy, term lists first, then one list per lane (in order).
+
+    Every file must still hold the bytes the policy's bundle hash covers (``load_list``
+    raises ``PolicyError`` otherwise), so decisions never run on unpinned lists."""
+    lists = [load_list(policy, spec.path, spec.name, spec.kind) for spec in policy.term_lists]
+    lists += [load_list(policy, lane.indicators, lane.name, "dirty") for lane in policy.lanes]
     return lists
 
 
@@ -83,6 +96,93 @@ class Rechecker:
         self._rel: dict[bytes, str] = {}
         self._pmarks: dict[bytes, Marking | None] = {}
         self._rollup_ok: dict[tuple[str, frozenset[bytes]], bool] = {}
+        # this check's own mark and banner ids
+        self.index = MarkIndex(self._pmark, lambda t: self._mark(t, "banner"))
+        self._bad: tuple[int, int, int] = (-1, 0, 0)  # (generation, ids judged, bit set)
+        self._banner_mask: dict[tuple[int, str, int], bool] = {}
+
+    # ------------------------------------------------------------ batch
+    def _bad_mask(self, ix: BatchIndex) -> int:
+        """Bit set of the ids of marks this policy refuses (judged once per mark)."""
+        gen, done, mask = self._bad
+        if gen != ix.generation:
+            done, mask = 0, 0
+        n = len(ix.texts)
+        if done < n:
+            for i in range(done, n):
+                if self._portion_problem(ix.texts[i].encode("ascii"), ix.markings[i], set()):
+                    mask |= 1 << i
+            self._bad = (ix.generation, n, mask)
+        return mask
+
+    def _banner_fits(self, ix: BatchIndex, k: int) -> bool:
+        """Every banner of output k renders as the roll-up of its portions."""
+        if not self._fits(ix, ix.banners[k] or "", ix.banner_marks[k], ix.masks[k]):
+            return False
+        if ix.sections and ix.sections[k]:
+            return all(self._fits(ix, text, m, mask) for text, m, _sp, mask, _ps
+                       in ix.sections[k])
+        return True
+
+    def _fits(self, ix: BatchIndex, banner: str, bm: Marking | None, mask: int) -> bool:
+        key = (ix.generation, banner, mask)
+        ok = self._banner_mask.get(key)
+        if ok is None:
+            ms = [ix.markings[i] for i in self.index.members(mask)]
+            ok = (bm is not None and bool(ms)
+                  and render_banner(rollup(ms)) == render_banner(bm))
+            if len(self._banner_mask) > 65536:
+                self._banner_mask.clear()
+            self._banner_mask[key] = ok
+        return ok
+
+    def check_batch(self, outputs: Sequence[bytes],
+                    allow_quarantine: Sequence[bool]) -> list[list[Finding]]:
+        """``check`` for many outputs; one index pass and one scan for the batch."""
+        n = len(outputs)
+        ix = BatchIndex(outputs, self.index, 1 << 30, closing=False)
+        preps: list[Prepared | None] = [None] * n
+        results: list[list[Finding] | None] = [None] * n
+        fast = ix.fast_list
+        texts: list[bytes] = list(outputs)
+        for k in [k for k in range(n) if not fast[k]]:
+            prep = preps[k] = self.prepare(outputs[k])
+            if prep.findings:
+                results[k] = prep.findings
+            texts[k] = prep.text
+        if all(fast):  # every text is its output: scan the index's copy
+            buf, offsets = ix.buf, ix.offsets
+        else:
+            offsets = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum([len(t) for t in texts], out=offsets[1:])
+            buf = b"".join(texts)
+        res = self.scanner.scan_batch(buf, offsets)
+        flags = res.flags.tolist()
+        sel = np.where(ix.status == 0, np.arange(n, dtype=np.int64), -1)
+        real = msgidx_real_matches(sel, ix.status, ix.info, ix.rowstart, ix.rows,
+                                   np.ascontiguousarray(res.msg, dtype=np.int32),
+                                   np.ascontiguousarray(res.start, dtype=np.int64),
+                                   np.ascontiguousarray(res.end, dtype=np.int64)).tolist()
+        same_gen = ix.generation == self.index.generation
+        bad = self._bad_mask(ix) if same_gen else -1
+        masks, fits = ix.masks, self._banner_fits
+        for k in range(n):
+            if results[k] is not None:
+                continue
+            if flags[k]:
+                results[k] = self.check(outputs[k], allow_quarantine=allow_quarantine[k]) or [
+                    Finding(RULE, "the scanner flagged the output", 0, len(texts[k]))]
+                continue
+            if fast[k] and real[k] == 0 and same_gen and not masks[k] & bad and fits(ix, k):
+                results[k] = []
+                continue
+            prep = preps[k] or self.prepare(outputs[k])
+            if prep.findings:
+                results[k] = prep.findings
+                continue
+            results[k] = self.finish(prep, res.matches_for(k), [],
+                                     allow_quarantine=allow_quarantine[k])
+        return results  # type: ignore[return-value]
 
     # ------------------------------------------------------------ parse
     def _mark(self, text: str, kind: str) -> Marking | None:

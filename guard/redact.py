@@ -16,7 +16,7 @@ from typing import Any
 from guard.markings import Marking, render_banner, rollup
 from guard.messages import TEARLINE, Message, marking_to_ism
 
-__all__ = ["PLACEHOLDER", "Plan", "build_output"]
+__all__ = ["PLACEHOLDER", "Plan", "build_lines", "build_output"]
 
 #: What replaces a cut span: no letter run that a term list is likely to hold.
 PLACEHOLDER = b"[REDACTED]"
@@ -45,6 +45,7 @@ def _cut(line: bytes, base: int, cuts: Sequence[tuple[int, int]]) -> bytes:
 
 
 _rollups: dict[frozenset[str], Marking] = {}
+_banners: dict[frozenset[str], tuple[str, bytes]] = {}   # build_lines: roll-up banners
 
 
 def _rollup(msg: Message, idx: Sequence[int]) -> Marking:
@@ -60,6 +61,26 @@ def _rollup(msg: Message, idx: Sequence[int]) -> Marking:
             _rollups.clear()
         _rollups[key] = got
     return got
+
+
+def build_lines(text: bytes, lines: Sequence[tuple[int, int]], marks: Sequence[str],
+                markings: Sequence[Marking]) -> tuple[bytes, str]:
+    """A one-section plain-text report of the ``lines`` spans of ``text`` under the
+    roll-up banner of their distinct ``marks`` (``markings``): what ``build_output`` makes
+    of such a message when whole portions are withheld and nothing is cut."""
+    if not lines or not markings:
+        raise ValueError("nothing to release")
+    key = frozenset(marks)
+    got = _banners.get(key)
+    if got is None:
+        doc = rollup(markings)
+        got = (render_banner(doc), render_banner(doc).encode("utf-8"))
+        if len(_banners) > 65536:
+            _banners.clear()
+        _banners[key] = got
+    banner, head = got
+    body = b"\n".join([text[s:e] for s, e in lines])
+    return b"".join((head, b"\n", body, b"\n", head, b"\n")), banner
 
 
 def build_output(msg: Message, plan: Plan) -> tuple[bytes, str]:

@@ -23,7 +23,14 @@ def test_shipped_policy_loads(name: str) -> None:
     path = POLICIES / f"{name}.yaml"
     pol = load_policy(path)
     assert pol.flow == name
-    assert pol.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert pol.yaml_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    # the bundle hash covers the YAML and every referenced file, recomputed independently
+    refs = sorted({s.path for s in pol.term_lists} | {ln.indicators for ln in pol.lanes})
+    manifest = "guard-policy-bundle/1\n" + f"{pol.yaml_sha256} {path.name}\n" + "".join(
+        f"{hashlib.sha256(r.read_bytes()).hexdigest()} {r.relative_to(POLICIES).as_posix()}\n"
+        for r in refs)
+    assert pol.sha256 == hashlib.sha256(manifest.encode()).hexdigest()
+    assert pol.sha256 != pol.yaml_sha256
     assert pol.allowed_sci == frozenset() and pol.allowed_sap == frozenset()
     assert pol.reviewers_required >= 2
     assert any(s.kind == "pattern" and s.rule == "pii" for s in pol.term_lists)
@@ -151,3 +158,35 @@ def test_policy_check_cli(pdir: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert f"{bad}:{_line_of(bad.read_text(), 'tearlines: 3')}: release.tearlines" in err
     args = parser.parse_args(["policy", "check", good])
     assert args.func(args) == 0
+
+
+def test_bundle_hash_pins_term_files(pdir: Path) -> None:
+    """Changing any referenced term, pattern or indicator file changes the policy hash,
+    with the YAML unchanged; the same bytes give the same hash wherever they live."""
+    path = _write(pdir, BASE)
+    first = load_policy(path)
+    assert load_policy(path).sha256 == first.sha256
+    for rel in sorted({s.path for s in first.term_lists}):
+        before = rel.read_bytes()
+        rel.write_bytes(before + b"\nanother term\n" if rel.suffix == ".txt"
+                        else before + b"\nextra = \\d{9}\n")
+        changed = load_policy(path)
+        assert changed.yaml_sha256 == first.yaml_sha256
+        assert changed.sha256 != first.sha256, rel
+        rel.write_bytes(before)
+        assert load_policy(path).sha256 == first.sha256
+
+
+def test_pipeline_refuses_a_term_file_changed_after_load(pdir: Path) -> None:
+    from guard.decide import Pipeline
+
+    path = _write(pdir, BASE)
+    pol = load_policy(path)
+    words = pdir / "terms" / "codewords.txt"
+    words.write_bytes(words.read_bytes() + b"\nnew code word\n")
+    with pytest.raises(PolicyError, match="changed since the policy was loaded"):
+        Pipeline(pol)
+    fresh = load_policy(path)
+    assert fresh.sha256 != pol.sha256
+    msg = b"SECRET//REL TO USA, GBR\n(S//REL TO USA, GBR) Convoy.\nSECRET//REL TO USA, GBR\n"
+    assert Pipeline(fresh).decide(msg).policy_sha256 == fresh.sha256  # records the bundle
