@@ -354,6 +354,22 @@ class InProcessClient:
             raise ConnectionLost(f"{self._broker.name}: connection {self.client_id} closed")
         return msg
 
+    @property
+    def waiting(self) -> int:
+        """Messages delivered to this connection and not yet taken by ``get``."""
+        return self._queue.qsize()
+
+    def get_nowait(self) -> Message | None:
+        """A message already delivered and waiting, or None (``ConnectionLost`` if closed)."""
+        self._require_open()
+        try:
+            msg = self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        if msg is _CLOSED:
+            raise ConnectionLost(f"{self._broker.name}: connection {self.client_id} closed")
+        return msg
+
     async def messages(self) -> AsyncIterator[Message]:
         """Delivered messages until the connection closes."""
         while True:

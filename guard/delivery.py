@@ -1,0 +1,134 @@
+"""What the guard already decided and delivered: rebuilt at start, kept while running.
+
+The audit log is the durable record of every decision; a small journal next to it
+(``delivered.log``, one JSON line ``[flow, message_id]`` per message whose release the
+low-side broker acknowledged) says which releases are known to have arrived. Both are
+read at start so that a message redelivered by the high-side broker after a crash or
+a reconnect is recognised by its message id:
+
+- decided and delivered (or decided not to release): acknowledged, nothing else;
+- decided release/redact but not known delivered: published again under the SAME
+  decision (a downstream duplicate at worst, never a second decision);
+- never seen: decided now.
+
+The journal is written without fsync on purpose: losing its tail (a machine crash)
+only turns "delivered" back into "maybe delivered", which costs a duplicate, never a
+loss. Entries are bounded by ``window`` (oldest forgotten first).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+RELEASING = ("release", "redact")
+JOURNAL_NAME = "delivered.log"
+
+
+@dataclass(slots=True)
+class Decided:
+    """One earlier decision about a message."""
+
+    decision_id: str
+    verdict: str
+    input_sha256: str
+    output_sha256: str | None
+    policy_sha256: str
+    delivered: bool = False
+
+    @property
+    def releasing(self) -> bool:
+        """True when the decision released (or redacted) the message."""
+        return self.verdict in RELEASING
+
+
+class DecidedIndex:
+    """``(flow, message_id) -> Decided`` for the most recent ``window`` messages."""
+
+    def __init__(self, window: int = 1_000_000) -> None:
+        self.window = window
+        self._entries: OrderedDict[tuple[str, str], Decided] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, flow: str, message_id: str) -> Decided | None:
+        """The earlier decision about this message, if any."""
+        return self._entries.get((flow, message_id))
+
+    def add(self, flow: str, message_id: str, d: Decided) -> None:
+        """Remember a decision (the latest one wins)."""
+        key = (flow, message_id)
+        self._entries[key] = d
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.window:
+            self._entries.popitem(last=False)
+
+    def mark_delivered(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Record that these releases were acknowledged by the low-side broker."""
+        for key in keys:
+            d = self._entries.get(key)
+            if d is not None:
+                d.delivered = True
+
+    def load_audit(self, records_path: Path) -> int:
+        """Add every decision in an audit ``records.jsonl``; returns the count read."""
+        n = 0
+        try:
+            fh = open(records_path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            return 0
+        with fh:
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break  # torn tail: never committed
+                try:
+                    r = json.loads(line)
+                    d = Decided(r["decision_id"], r["verdict"], r["input_sha256"],
+                                r["output_sha256"], r["policy_sha256"])
+                    self.add(r["flow"], r["message_id"], d)
+                except (ValueError, KeyError, TypeError):
+                    continue  # `guard audit verify` reports damage; here it is just skipped
+                n += 1
+        return n
+
+    def load_journal(self, path: Path) -> int:
+        """Mark the releases listed in a delivery journal; returns the count read."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        keys = []
+        for line in data.split(b"\n"):
+            try:
+                flow, mid = json.loads(line)
+            except (ValueError, TypeError):
+                continue  # torn or empty line
+            if isinstance(flow, str) and isinstance(mid, str):
+                keys.append((flow, mid))
+        self.mark_delivered(keys)
+        return len(keys)
+
+
+class DeliveryJournal:
+    """Append-only ``delivered.log``; one ``write`` per batch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+    def record(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Note releases acknowledged downstream (survives a kill of this process)."""
+        data = "".join(json.dumps(list(k), ensure_ascii=True) + "\n" for k in keys)
+        if data:
+            os.write(self._fd, data.encode("ascii"))
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

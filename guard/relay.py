@@ -1,0 +1,583 @@
+"""The guard's message loop: high side in, decide, record, release, acknowledge.
+
+Transport-agnostic: it talks to brokers through ``guard.domains.transport.Connection``
+objects made by a ``connect(domain, client_id, inbound)`` coroutine (mosquitto via
+paho, or the in-process transport), so the daemon and the in-process demo run the
+same code.
+
+QoS 1 end to end, in this order for every batch of inbound messages:
+
+1. decide (``Pipeline.decide_batch`` per flow, in a worker thread), stamp each release,
+   append one audit record per decision (stage A, one batch at a time);
+2. wait until the audit log has made those records durable and signed (group commit);
+3. publish each release (with its stamp as MQTT 5 user properties) to the low side
+   and wait for every PUBACK, reconnecting with backoff as long as it takes;
+4. note the deliveries (``delivery.DeliveryJournal``), then acknowledge the inbound
+   messages to the high side.
+
+Steps 2-4 run as a task per batch (at most ``max_batches_in_flight``), so the next
+batch is decided while the previous one commits. A kill at any moment leaves every
+unacknowledged message queued at the high-side broker (persistent session), and
+``delivery.DecidedIndex`` turns its redelivery into an ack or a re-publish of the
+same decision, never a second decision. Any error in deciding blocks the message
+with a finding; an audit log that cannot record stops the relay (nothing more is
+acknowledged, so nothing is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import secrets
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from guard.audit.log import AuditLog
+from guard.audit.records import AuditError, DecisionRecord
+from guard.audit.stamp import make_stamp
+from guard.decide import Decision, Pipeline
+from guard.delivery import Decided, DecidedIndex, DeliveryJournal
+from guard.domains.transport import ConnectionLost, Message, NotAuthorized, TransportError
+from guard.findings import Finding
+from guard.metrics import Metrics
+from guard.policy import Policy
+
+Connector = Callable[[str, str, bool], Awaitable[Any]]
+ZERO_SHA = "0" * 64
+MAX_ID_CHARS = 256
+PUBLISH_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Route:
+    """One flow as the relay carries it."""
+
+    name: str
+    source: str
+    destination: str
+    inbound_topic: str
+    released_topic: str
+    policy: Policy
+    pipeline: Pipeline
+
+
+@dataclass(eq=False)
+class _Item:
+    conn: Any
+    msg: Message
+    route: Route | None
+    message_id: str
+    input_sha256: str
+    prior: Decided | None = None  # an earlier decision to honour (redelivery)
+    decision_id: str = ""
+    verdict: str = ""
+    output: bytes | None = None  # what to publish (None: nothing)
+    props: list[tuple[str, str]] = field(default_factory=list)
+    record: DecisionRecord | None = None
+    decision: Decision | None = None
+    waiters: list[tuple[Any, Message]] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.route.name if self.route else "(unrouted)", self.message_id)
+
+
+class RelayFailed(RuntimeError):
+    """The relay cannot go on safely (the audit log refused a record)."""
+
+
+def _finding(rule: str, message: str) -> dict[str, object]:
+    return Finding(rule, message).to_dict()
+
+
+class Relay:
+    """Carries every given flow for one guard worker (see the module docstring)."""
+
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        connect: Connector,
+        audit: AuditLog,
+        signer: Any,
+        index: DecidedIndex,
+        journal: DeliveryJournal,
+        metrics: Metrics | None = None,
+        *,
+        client_id: str = "guard-0",
+        shared_group: str | None = None,
+        shared_group_fallback: str = "guard",
+        batch_max: int = 128,
+        max_batches_in_flight: int = 8,
+        reconnect_initial_s: float = 0.1,
+        reconnect_max_s: float = 5.0,
+        status_topics: dict[str, str] | None = None,
+        status_interval_s: float = 1.0,
+        drain_timeout_s: float = 10.0,
+        review: Any = None,
+    ) -> None:
+        self.routes = {r.inbound_topic: r for r in routes}
+        self.connect = connect
+        self.audit = audit
+        self.signer = signer
+        self.index = index
+        self.journal = journal
+        self.metrics = metrics or Metrics()
+        self.client_id = client_id
+        self.shared_group = shared_group
+        self.shared_group_other = shared_group_fallback
+        self.batch_max = batch_max
+        self.reconnect_initial_s = reconnect_initial_s
+        self.reconnect_max_s = reconnect_max_s
+        self.status_topics = status_topics or {}
+        self.status_interval_s = status_interval_s
+        self.drain_timeout_s = drain_timeout_s
+        self.review = review
+        self.failure: BaseException | None = None
+        self._slots = asyncio.Semaphore(max_batches_in_flight)
+        self._stop = asyncio.Event()
+        self._pending: dict[tuple[str, str], _Item] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outs: dict[str, Any] = {}
+        self._out_locks: dict[str, asyncio.Lock] = {}
+        self._inbound: dict[str, Any] = {}
+        self._seen_out: set[str] = set()
+        self._decide_pool = ThreadPoolExecutor(1, thread_name_prefix="guard-decide")
+        self._flush_pool = ThreadPoolExecutor(2, thread_name_prefix="guard-flush")
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{client_id}-{secrets.token_hex(4)}-"
+        for r in routes:
+            self.metrics.received.setdefault(r.name, 0)
+            self.metrics.connected.setdefault(r.source, False)
+            self.metrics.connected.setdefault(r.destination, False)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask for a clean drain: no new batches, finish those in flight."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Carry the flows until ``stop()``; then drain and disconnect."""
+        self.metrics.state = "running"
+        sources = sorted({r.source for r in self.routes.values()})
+        consumers = [asyncio.create_task(self._consume(s)) for s in sources]
+        # connect the low sides at once: health then means "ready", not "will try"
+        consumers += [asyncio.create_task(self._output(d))
+                      for d in sorted({r.destination for r in self.routes.values()})]
+        status = asyncio.create_task(self._status_loop())
+        try:
+            await self._stop.wait()
+        finally:
+            self.metrics.state = "draining" if self.failure is None else "failed"
+            for t in consumers:
+                t.cancel()
+            await asyncio.gather(*consumers, return_exceptions=True)
+            if self._tasks and self.failure is None:
+                await asyncio.wait(self._tasks, timeout=self.drain_timeout_s or None)
+            for t in list(self._tasks):
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._publish_status()
+            status.cancel()
+            await asyncio.gather(status, return_exceptions=True)
+            for conn in [*self._inbound.values(), *self._outs.values()]:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            self._decide_pool.shutdown(wait=True)
+            self._flush_pool.shutdown(wait=True)
+            if self.metrics.state == "draining":
+                self.metrics.state = "stopped"
+        if self.failure is not None:
+            raise RelayFailed(str(self.failure)) from self.failure
+
+    def _crash(self, exc: BaseException) -> None:
+        traceback.print_exception(exc, file=sys.stderr)
+        self.metrics.errors[f"bug-{type(exc).__name__}"] += 1
+        self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+            self.metrics.errors["fatal"] += 1
+        self._stop.set()
+
+    async def _backoff(self, delay: float) -> float:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
+        return min(delay * 2, self.reconnect_max_s)
+
+    # -- inbound -----------------------------------------------------------------------
+
+    def _filters(self, source: str) -> list[str]:
+        topics = [t for t, r in self.routes.items() if r.source == source]
+        if self.shared_group:
+            return [f"$share/{self.shared_group}/{t}" for t in topics]
+        return topics
+
+    async def _consume(self, source: str) -> None:
+        delay = self.reconnect_initial_s
+        first = True
+        while not self._stop.is_set():
+            try:
+                conn = await self.connect(source, f"{self.client_id}-in-{source}", True)
+            except Exception as exc:  # any connect failure is retried with backoff
+                self.metrics.errors[f"connect-{type(exc).__name__}"] += 1
+                delay = await self._backoff(delay)
+                continue
+            if not first:
+                self.metrics.reconnects[source] += 1
+            first = False
+            self._inbound[source] = conn
+            self.metrics.connected[source] = True
+            delay = self.reconnect_initial_s
+            # subscribe while already taking messages: a resumed session delivers at once,
+            # and the SUBACK may queue behind deliveries that wait for room
+            subs = asyncio.create_task(self._subscribe(conn, source))
+            try:
+                await self._pump(conn, subs)
+            except (ConnectionLost, TransportError, OSError, TimeoutError):
+                self.metrics.errors["inbound-lost"] += 1
+            except RelayFailed:
+                return
+            except Exception as exc:  # a bug: stop (fail closed) rather than stall silently
+                self._crash(exc)
+                return
+            finally:
+                subs.cancel()
+                self.metrics.connected[source] = False
+                if self._inbound.get(source) is conn:
+                    del self._inbound[source]
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            if not self._stop.is_set():
+                delay = await self._backoff(delay)
+
+    async def _subscribe(self, conn: Any, source: str) -> None:
+        for f in self._filters(source):
+            await conn.subscribe(f)
+        # drop the other form (plain vs shared) a run with another worker count left
+        unsubscribe = getattr(conn, "unsubscribe", None)
+        if unsubscribe is not None:
+            topics = [t for t, r in self.routes.items() if r.source == source]
+            stale = ([f"$share/{self.shared_group_other}/{t}" for t in topics]
+                     if not self.shared_group else topics)
+            for f in stale:
+                with contextlib.suppress(TransportError, OSError):
+                    await unsubscribe(f)
+
+    async def _pump(self, conn: Any, subs: asyncio.Task[None]) -> None:
+        while not self._stop.is_set():
+            if subs.done():
+                subs.result()  # a refused or timed-out subscription: reconnect
+            await self._slots.acquire()
+            try:
+                msg = None
+                while msg is None and not self._stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        msg = await conn.get(timeout=0.25)
+                    if subs.done():
+                        subs.result()
+                if msg is None:
+                    self._slots.release()
+                    return
+                batch = [msg]
+                while len(batch) < self.batch_max:
+                    more = conn.get_nowait()
+                    if more is None:
+                        break
+                    batch.append(more)
+            except BaseException:
+                self._slots.release()
+                raise
+            try:
+                items = await self._stage_a(conn, batch)
+            except BaseException:
+                self._slots.release()
+                raise
+            task = asyncio.create_task(self._stage_b(items))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    # -- stage A: decide, stamp, append --------------------------------------------------
+
+    def _new_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids)}"
+
+    async def _stage_a(self, conn: Any, batch: list[Message]) -> list[_Item]:
+        m = self.metrics
+        m.batches += 1
+        m.inflight += len(batch)
+        todo: list[_Item] = []
+        quick: list[_Item] = []  # already decided and settled: acknowledge only
+        in_batch: dict[tuple[str, str], _Item] = {}
+        for msg in batch:
+            route = self.routes.get(msg.topic)
+            in_sha = hashlib.sha256(msg.payload).hexdigest()
+            raw_id = msg.property("message-id")
+            mid = raw_id if raw_id is not None else f"sha256:{in_sha}"
+            it = _Item(conn, msg, route, mid, in_sha)
+            if route is not None:
+                m.received[route.name] += 1
+            pending = self._pending.get(it.key) or in_batch.get(it.key)
+            if pending is not None and pending.input_sha256 == in_sha:
+                pending.waiters.append((conn, msg))  # settles with the first copy
+                m.redelivered[route.name if route else "(unrouted)"] += 1
+                continue
+            if pending is not None:  # same id, other content, not yet recorded: never release
+                it.prior = Decided("(in flight)", "pending", pending.input_sha256, None, "")
+                todo.append(it)
+                continue
+            in_batch[it.key] = it
+            prior = self.index.get(*it.key)
+            if prior is not None and prior.input_sha256 == in_sha:
+                m.redelivered[it.key[0]] += 1
+                if prior.releasing and not prior.delivered:
+                    it.prior = prior  # publish the same decision again
+                else:
+                    quick.append(it)
+                    continue
+            elif prior is not None:
+                it.prior = prior  # same id, other content: decided afresh, never released
+            todo.append(it)
+        if todo:
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._decide_pool, self._decide_sync, todo)
+            except AuditError as exc:
+                self._fail(exc)
+                raise RelayFailed(str(exc)) from exc
+            for it in todo:
+                if it.record is not None:
+                    self.index.add(*it.key, Decided(
+                        it.decision_id, it.verdict, it.input_sha256, it.record.output_sha256,
+                        it.record.policy_sha256))
+                    m.verdicts[(it.key[0], it.verdict)] += 1
+                self._pending[it.key] = it
+        return [*quick, *todo]
+
+    def _decide_sync(self, items: list[_Item]) -> None:
+        """Runs in the decide thread: decisions, stamps, audit records (CPU work)."""
+        groups: dict[str, list[_Item]] = {}
+        records: list[DecisionRecord] = []
+        for it in items:
+            if it.route is None:
+                self._settle(it, None, [_finding(
+                    "internal-error", f"topic {it.msg.topic!r} feeds no flow of this guard")])
+                records.append(it.record)  # type: ignore[arg-type]
+                continue
+            why = _bad_id(it.message_id)
+            if why:
+                self._settle(it, None, [_finding("internal-error", why)])
+                records.append(it.record)  # type: ignore[arg-type]
+                continue
+            groups.setdefault(it.route.name, []).append(it)
+        for group in groups.values():
+            pipe = group[0].route.pipeline  # type: ignore[union-attr]
+            try:
+                decisions = pipe.decide_batch([it.msg.payload for it in group],
+                                              [it.message_id for it in group])
+                if len(decisions) != len(group):
+                    raise RuntimeError("decide_batch returned the wrong number of decisions")
+            except Exception as exc:  # fail closed: every message of the batch blocks
+                self.metrics.errors["decide"] += 1
+                decisions = [None] * len(group)  # type: ignore[list-item]
+                err = f"the decision pipeline failed: {type(exc).__name__}: {exc}"
+            for it, d in zip(group, decisions, strict=True):
+                if d is None:
+                    self._settle(it, None, [_finding("internal-error", err)])
+                else:
+                    self._settle(it, d, None)
+                if it.record is not None:
+                    records.append(it.record)
+        if records:
+            self.audit.append_many(records)  # AuditError propagates: the relay stops
+
+    def _settle(self, it: _Item, d: Decision | None, fail: list[dict[str, object]] | None) -> None:
+        """Turn a decision (or a failure) into what to record and what to publish."""
+        route = it.route
+        policy_sha = route.policy.sha256 if route else ZERO_SHA
+        prior = it.prior
+        if prior is not None and prior.input_sha256 == it.input_sha256:
+            # a redelivered release not known to have arrived: the same decision again
+            out = d.output if d is not None and d.verdict in ("release", "redact") else None
+            if out is not None and hashlib.sha256(out).hexdigest() == prior.output_sha256:
+                it.decision_id, it.verdict, it.output = prior.decision_id, prior.verdict, out
+                it.props = self._stamp(it, out, prior.policy_sha256)
+                self.metrics.republished[it.key[0]] += 1
+                return
+            # the output cannot be reproduced (policy changed?): record that, release nothing
+            fail = [_finding("internal-error", "redelivered message: its earlier release "
+                             f"{prior.decision_id} could not be reproduced, not released again")]
+            d = None
+        verdict, findings, out = "block", fail or [], None
+        if d is not None:
+            verdict, out = d.verdict, d.output
+            findings = [f.to_dict() for f in d.findings]
+            if verdict in ("release", "redact") and out is None:
+                verdict = "block"
+                findings.append(_finding("internal-error", "a release without output"))
+            if prior is not None and verdict in ("release", "redact"):
+                verdict, out = "block", None
+                findings.append(_finding("internal-error", f"message id {it.message_id!r} was "
+                                         "already decided for different content"))
+            if verdict not in ("release", "redact"):
+                out = None
+        it.decision_id, it.verdict, it.decision = self._new_id(), verdict, d
+        props: list[tuple[str, str]] = []
+        if out is not None:
+            try:
+                props = self._stamp(it, out, policy_sha)
+            except Exception as exc:  # cannot sign: cannot release
+                verdict, out = "block", None
+                findings.append(_finding("internal-error", f"release stamp failed: "
+                                         f"{type(exc).__name__}"))
+                it.verdict = verdict
+        it.output, it.props = out, props
+        it.record = DecisionRecord(
+            decision_id=it.decision_id, time=time.time(), flow=it.key[0],
+            message_id=it.message_id, input_sha256=it.input_sha256,
+            output_sha256=hashlib.sha256(out).hexdigest() if out is not None else None,
+            policy_sha256=policy_sha, verdict=verdict, findings=findings)
+
+    def _stamp(self, it: _Item, out: bytes, policy_sha: str) -> list[tuple[str, str]]:
+        flow = it.key[0]
+        stamp = make_stamp(out, decision_id=it.decision_id, flow=flow,
+                           message_id=it.message_id, policy_sha256=policy_sha,
+                           signer=self.signer)
+        return [("message-id", it.message_id), ("flow", flow), *stamp]
+
+    # -- stage B: commit, publish, acknowledge ------------------------------------------
+
+    async def _stage_b(self, items: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if any(it.record is not None for it in items):
+                try:
+                    await loop.run_in_executor(self._flush_pool, self.audit.flush)
+                except AuditError as exc:
+                    self._fail(exc)
+                    return
+            self._queue_reviews(items)
+            sends = [it for it in items if it.output is not None]
+            if sends:
+                await asyncio.gather(*(self._deliver(it) for it in sends))
+                keys = [it.key for it in sends]
+                self.journal.record(keys)
+                self.index.mark_delivered(keys)
+                for it in sends:
+                    self.metrics.delivered[it.key[0]] += 1
+            for it in items:
+                for conn, msg in [(it.conn, it.msg), *it.waiters]:
+                    with contextlib.suppress(Exception):  # a dead connection: redelivered
+                        await conn.ack(msg)
+                    self.metrics.inflight -= 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: nothing of this batch is acknowledged
+            self._crash(exc)
+        finally:
+            for it in items:
+                if self._pending.get(it.key) is it:
+                    del self._pending[it.key]
+            self._slots.release()
+
+    def _queue_reviews(self, items: list[_Item]) -> None:
+        if self.review is None:
+            return
+        for it in items:
+            d = it.decision
+            if it.verdict == "quarantine" and d is not None and d.candidate is not None \
+                    and it.route is not None:
+                try:
+                    self.review.submit(d, it.msg.payload, it.route.policy)
+                except Exception:  # the decision is recorded; review is best effort
+                    self.metrics.errors["review-submit"] += 1
+
+    async def _deliver(self, it: _Item) -> None:
+        route = it.route
+        assert route is not None and it.output is not None
+        delay = self.reconnect_initial_s
+        while True:
+            out = await self._output(route.destination)
+            try:
+                await asyncio.wait_for(out.publish(route.released_topic, it.output, it.props),
+                                       PUBLISH_TIMEOUT_S)
+                return
+            except NotAuthorized:
+                self.metrics.errors["publish-refused"] += 1
+            except (ConnectionLost, TransportError, OSError, TimeoutError):
+                self.metrics.errors["publish-lost"] += 1
+                if self._outs.get(route.destination) is out:
+                    del self._outs[route.destination]
+                    self.metrics.connected[route.destination] = False
+                    with contextlib.suppress(Exception):
+                        await out.close()
+            await asyncio.sleep(delay)  # not cut short by stop(): the drain waits for it
+            delay = min(delay * 2, self.reconnect_max_s)
+
+    async def _output(self, domain: str) -> Any:
+        out = self._outs.get(domain)
+        if out is not None and getattr(out, "connected", True):
+            return out
+        lock = self._out_locks.setdefault(domain, asyncio.Lock())
+        async with lock:
+            out = self._outs.get(domain)
+            if out is not None and getattr(out, "connected", True):
+                return out
+            delay = self.reconnect_initial_s
+            while True:
+                try:
+                    out = await self.connect(domain, f"{self.client_id}-out-{domain}", False)
+                    break
+                except Exception as exc:  # any connect failure is retried with backoff
+                    self.metrics.errors[f"connect-{type(exc).__name__}"] += 1
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.reconnect_max_s)
+            if domain in self.metrics.connected and self.metrics.connected.get(domain) is False \
+                    and domain in self._seen_out:
+                self.metrics.reconnects[domain] += 1
+            self._seen_out.add(domain)
+            self._outs[domain] = out
+            self.metrics.connected[domain] = True
+            return out
+
+    # -- status ------------------------------------------------------------------------
+
+    async def _status_loop(self) -> None:
+        if not self.status_interval_s:
+            return
+        while True:
+            await asyncio.sleep(self.status_interval_s)
+            await self._publish_status()
+
+    async def _publish_status(self) -> None:
+        self.metrics.waiting = sum(getattr(c, "waiting", 0) for c in self._inbound.values())
+        if not self.status_interval_s or not self.status_topics:
+            return
+        body = json.dumps(self.metrics.status(), sort_keys=True).encode()
+        conns = {**self._outs, **self._inbound}
+        for domain, topic in self.status_topics.items():
+            conn = conns.get(domain)
+            if conn is None or not getattr(conn, "connected", True):
+                continue
+            try:
+                await asyncio.wait_for(conn.publish(topic, body, [("guard-status", "1")]), 2)
+            except (TransportError, OSError, TimeoutError):
+                self.metrics.errors["status-publish"] += 1
+
+
+def _bad_id(mid: str) -> str:
+    """Why a message id cannot be used to recognise redeliveries ('' if it can)."""
+    if not mid or len(mid) > MAX_ID_CHARS:
+        return f"message id must be 1-{MAX_ID_CHARS} characters"
+    if any(ord(c) < 0x20 or c == "\x7f" for c in mid):
+        return "message id holds control characters"
+    return ""
