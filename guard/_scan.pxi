@@ -2,29 +2,45 @@
 #
 # Why this design (see /work/shared/domain/MEASUREMENTS.md): a table-driven Aho-Corasick DFA
 # over 2,000+ terms does not fit in L1/L2 and is bound by one dependent load per byte
-# (~130 MB/s). Writing out a normalised copy of the text is also too slow (a first version
-# that "squeezed" every byte into char/offset/gap arrays ran at ~250 MB/s: 10 bytes of
-# stores per input byte). So the core never materialises the normalised text:
+# (~130 MB/s). A scalar squeeze of every byte into char/offset/gap arrays is also too slow
+# (~250 MB/s: 10 bytes of stores per input byte). So the full squeezed stream (with its
+# gaps and offsets) is built only locally, for verification; the hot path works on:
 #   1. WORD STARTS: whole-word terms can only start where a letter/digit follows a
-#      separator (~1 byte in 6 of English). With AVX-512 (VBMI) + BMI2, detected at run
-#      time, 64 bytes are folded per instruction (two-register byte permute of the fold
-#      table) and word starts come out of a 64-bit mask; otherwise a branch-free scalar
-#      pass lists them. Pure-ASCII bodies are read in place: no Python-level Unicode work;
-#      other bodies are first folded by guard.normalize into a Latin skeleton with an
-#      offset map and then read the same way.
-#   2. PREFILTER: at a word start the first letters/digits, separators skipped (pext on
-#      the folded bytes, or shifts), form a key; terms are grouped in classes (length 1..4
+#      separator (~1 byte in 4-6 of English). With AVX-512 (BW, VBMI, VBMI2, DQ, CD) +
+#      BMI2, detected at run time, 64 bytes are folded per instruction (two-register byte
+#      permute of the fold table), their letters are packed by one vpcompressb into a
+#      letters-only stream with a word-start flag per letter (4 bytes of stores per 64
+#      input bytes, not 10 per byte), and word starts come out of a 64-bit mask;
+#      otherwise a branch-free scalar pass lists them. Pure-ASCII bodies are read in
+#      place: no Python-level Unicode work; other bodies are first folded by
+#      guard.normalize into a Latin skeleton with an offset map, then read the same way.
+#   2. PREFILTER: at a word start the first 8 letters/digits, separators skipped, form the
+#      key: SIMD gathers them from the letters-only stream for 8 word starts at once (the
+#      portable path builds them with shifts). Terms are grouped in classes (length 1..4
 #      exactly, 5..7 keyed on 5 characters, 8+ keyed on 5 then on 8 characters) and each
-#      class key is hashed into a bitset that stays in L1/L2. Skipping separators makes
-#      "N.O.F.O.R.N" and "NO-FORN" probe the same key as "NOFORN"; a whole-word term
-#      shorter than the word it starts cannot match, which removes most coincidences
-#      ("thei" in "their"). Substring (~) terms use a bigram bitset at every position.
-#   3. VERIFY (rare): an exact hash table gives the terms of a key; one 64-bit compare
-#      on 8 characters rejects most; the text is then squeezed locally in a rolling buffer
-#      (letters/digits + the kind of separator run before each: none / tight / loose /
-#      hard) and compared with memcmp; boundaries and inner gaps are checked: a gap inside
-#      a word is accepted only when tight ("NO-FORN", a line break) or when it joins single
-#      letters ("N O F O R N"). Matches are then mapped to ORIGINAL byte offsets.
+#      class key is tested in a blocked Bloom filter (two bits in one 64-bit word: one
+#      load, ~20x fewer chance passes than one bit) that stays in L1/L2, also by gathers.
+#      Skipping separators makes "N.O.F.O.R.N" and "NO-FORN" probe the same key as
+#      "NOFORN"; a whole-word term shorter than the word it starts cannot match, which
+#      removes most coincidences ("thei" in "their"). A key may run across a hard gap
+#      (the portable key stops there): that only costs a probe that verification rejects.
+#      Substring (~) terms use a bigram bitset at every position. (Keying classes 5, 6
+#      and 7 on all their characters was tried: ~20% fewer probes, but the extra gathers
+#      cost more than they saved.)
+#   3. VERIFY (rare): an exact hash table (packed slots) gives the terms of a key (packed,
+#      in table order); one 64-bit compare on 8 characters rejects most. A term that is
+#      exactly the first word is compared in place; one that runs past it is rejected at
+#      once when the separator run after the first word is hard, or loose after 2+ letters
+#      where the term has no word break ("thing steady" against "thingst"). Otherwise the
+#      text is squeezed locally in a rolling buffer (letters/digits + the kind of separator
+#      run before each: none / tight / loose / hard) and compared with memcmp; boundaries
+#      and inner gaps are checked: a gap inside a word is accepted only when tight
+#      ("NO-FORN", a line break) or when it joins single letters ("N O F O R N"). Matches
+#      are then mapped to ORIGINAL byte offsets.
+#   4. PATTERNS (PII): a pattern can only start at a byte that can begin it, after a
+#      non-word byte, before a byte its NFA accepts next (flags derived from the NFAs
+#      themselves): one SIMD pass tests all three on 64 bytes at a time, so the
+#      bit-parallel NFAs run from a handful of positions instead of every word start.
 # Every step is linear: the rolling buffer squeezes each byte once per loop however many
 # probes overlap ("a a a a ..." against "aaa...ab"), patterns run as a 64-bit bit-parallel
 # NFA whose bounded repeats close in O(runs) per byte, encoded runs are found by skipping
@@ -44,6 +60,7 @@ cdef enum:
     SC_OVERLAP = 4096          # look-ahead past a window (> longest possible match span:
                                # SC_MAX_TERM characters with gaps of at most SC_MAX_GAP)
     SC_BACK = 16               # look-behind so the first gap of a window is classified right
+    SC_LOOKAHEAD = 64          # bytes folded/squeezed past a window's end (SIMD keys)
     SC_MAX_TERM = 255          # longest term, in squeezed characters
     SC_MAX_GAP = 8             # longer separator runs are hard gaps
     SC_ROLL = 1024             # rolling squeeze buffer (> 2 * SC_MAX_TERM)
@@ -65,14 +82,26 @@ SCAN_MAX_TERM = SC_MAX_TERM
 SCAN_MAX_BODY = SC_MAX_BODY
 
 
+ctypedef struct SCSlot:         # one entry of a table's exact hash (one load per probe)
+    uint64_t key
+    int32_t lo, hi              # the terms of the key: M.tq[lo:hi]
+    int32_t max                 # longest of them
+    int32_t pad
+
+ctypedef struct SCTermQ:        # a term in table order: what a probe reads, in one line
+    uint64_t key8               # first min(8, len) characters
+    uint64_t mask8
+    int32_t t                   # term index
+    int32_t len
+    int32_t off                 # into tchars / tgap
+    int32_t pad
+
 ctypedef struct SCTable:
     const uint64_t* bits
-    const uint64_t* bitsl   # class-5 keys of the terms of 8+ characters (first stage)
-    uint32_t shift          # bit index = hash >> shift
-    const uint64_t* hkeys
-    const int32_t* hlo
-    const int32_t* hhi
-    const int32_t* hmax     # longest term in each slot's range
+    const uint64_t* bitsl   # unused (the 8+ prefix keys now live in bits, tag 0x15)
+    uint32_t shift          # bit index = hash >> (shift & 31); | SC_SHARED_WORDS (256): see
+                            # sc_bloom_word
+    const SCSlot* slots     # exact hash of the keys (open addressing)
     uint32_t hmask
     int classes             # bit m-1: some term is in prefix class m (1..4: that length,
                             # 5: five to seven characters); bit 5 (32): eight or more,
@@ -98,6 +127,9 @@ ctypedef struct SCWork:
     uint8_t* fb                 # folded window (SIMD path)
     uint64_t* ck                # candidate keys (SIMD path)
     int32_t* chm                # candidate class masks (SIMD path)
+    uint8_t* sq                 # squeezed letters of the window (SIMD path)
+    uint8_t* sf                 # 1 where a squeezed letter starts a raw word (SIMD path)
+    int32_t* wj                 # squeezed index of each word start (SIMD path)
     Py_ssize_t cap
 
 ctypedef struct SCRoll:         # a rolling squeezed stretch of text (verification only)
@@ -117,6 +149,7 @@ ctypedef struct SCMatcher:
     const int32_t* tlen
     const uint8_t* tgap
     const int32_t* tord
+    const SCTermQ* tq       # tord[q]'s probe data, packed
     const uint8_t* tclean
     const uint64_t* tkey8   # first min(8, len) characters of each term
     const uint64_t* tmask8
@@ -130,6 +163,9 @@ ctypedef struct SCMatcher:
     const uint64_t* pstart  # closure of the start state
     const int32_t* plen
     const uint8_t* pcan     # 256: byte can start some pattern
+    const uint8_t* pflags   # 256: bit 0 can start a pattern, bit 1 can be the second byte
+                            # of a match (or end a one-byte match), bit 2 word character
+    uint8_t pfhigh          # the same flags, conservative, for any byte >= 0x80 (SIMD)
     const uint8_t* alnum    # 256: a word character for pattern boundaries
     const uint8_t* b64      # 256: 1 base64 alphabet, 2 also hex
     const uint8_t* ssflags  # 256: substring first / single / second character flags
@@ -140,6 +176,7 @@ cdef extern from *:
     """
     #include <immintrin.h>
     #include <stdint.h>
+    #define SC_SHARED_WORDS 256u
 
     /* AVX-512 (BW + VBMI) + BMI2 hot path, dispatched at run time (the build uses no
        -march flag, so the attributes below enable the instructions per function). */
@@ -148,7 +185,9 @@ cdef extern from *:
         if (sc_simd_ok < 0) {
             __builtin_cpu_init();
             sc_simd_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-                && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("bmi2")
+                && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2")
+                && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd")
+                && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("bmi2")
                 && __builtin_cpu_supports("popcnt");
         }
         return sc_simd_ok;
@@ -244,8 +283,83 @@ cdef extern from *:
         return nc;
     }
 
+    /* Pattern start candidates in [a, b) of d[0:n]: d[i] can start a pattern, d[i+1]
+       can continue it (or the text ends there), and d[i-1] is not a word character.
+       flags as SCMatcher.pflags; hiflag for bytes >= 0x80. Writes positions. */
+    __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+    static Py_ssize_t sc_pat_candidates(const uint8_t* d, Py_ssize_t n, Py_ssize_t a,
+                                        Py_ssize_t b, const uint8_t* flags, int hiflag,
+                                        int32_t* out) {
+        __m512i lo = _mm512_loadu_si512((const void*)flags);
+        __m512i hi = _mm512_loadu_si512((const void*)(flags + 64));
+        __m512i hv = _mm512_set1_epi8((char)hiflag);
+        __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2), four = _mm512_set1_epi8(4);
+        Py_ssize_t nc = 0;
+        for (Py_ssize_t i = a; i < b; i += 64) {
+            Py_ssize_t len = b - i < 64 ? b - i : 64;
+            __mmask64 kx = len == 64 ? ~0ull : ((1ull << len) - 1);
+            Py_ssize_t ly = n - (i + 1);
+            ly = ly < 0 ? 0 : (ly > 64 ? 64 : ly);
+            __mmask64 ky = ly == 64 ? ~0ull : ((1ull << ly) - 1);
+            __mmask64 kw = ((kx << 1) | 1) & (i > 0 ? ~0ull : ~1ull);
+            __m512i x = _mm512_maskz_loadu_epi8(kx, (const void*)(d + i));
+            __m512i y = _mm512_maskz_loadu_epi8(ky, (const void*)(d + i + 1));
+            __m512i w = _mm512_maskz_loadu_epi8(kw, (const void*)(d + i - 1));
+            __m512i fx = _mm512_permutex2var_epi8(lo, x, hi);
+            __m512i fy = _mm512_permutex2var_epi8(lo, y, hi);
+            __m512i fw = _mm512_permutex2var_epi8(lo, w, hi);
+            fx = _mm512_mask_mov_epi8(fx, _mm512_movepi8_mask(x), hv);
+            fy = _mm512_mask_mov_epi8(fy, _mm512_movepi8_mask(y), hv);
+            fw = _mm512_mask_mov_epi8(fw, _mm512_movepi8_mask(w), hv);
+            uint64_t c = _mm512_test_epi8_mask(fx, one)
+                & (_mm512_test_epi8_mask(fy, two) | ~ky)
+                & ~(_mm512_test_epi8_mask(fw, four) & kw) & kx;
+            while (c) {
+                out[nc++] = (int32_t)(i + __builtin_ctzll(c));
+                c &= c - 1;
+            }
+        }
+        return nc;
+    }
+
     static inline uint32_t sc_hash64(uint64_t key) {
         return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32);
+    }
+
+    /* Blocked Bloom filter: each key sets two bits of ONE 64-bit word (the word and the
+       first bit from the top bits of the hash, the second from a remix of all of it), so
+       a test is still one load but passes by chance ~20x less often than one bit; this
+       matters most with 20,000 terms, where each false pass costs a cache miss in the
+       exact table. sc_bloom_mask gives (word index, mask) to the table builder. */
+    /* The word: with SC_SHARED_WORDS (in `shift`, set by the builder for tables of at
+       most 8,192 keys), keys of classes 4+, 8-character keys and the 8+ prefix keys
+       (tag 0x15) all use the word of their FIRST 4 characters, so the SIMD pass tests
+       every class of a word start with one gathered word (~10% faster at 2,000 terms);
+       classes 1..3 hash their own. Larger tables would crowd the words of common
+       4-letter prefixes (25% slower at 20,000 terms): every key hashes its own word.
+       The two bits come from a second, independent hash of the whole key. */
+    static inline uint32_t sc_bloom_word(uint64_t key, uint32_t shift) {
+        uint64_t tag = key >> 56;
+        uint64_t wk = (!(shift & SC_SHARED_WORDS) || (tag >= 1 && tag <= 3)) ? key
+                      : ((key & 0xFFFFFFFFull) | (4ull << 56));
+        return (sc_hash64(wk) >> (shift & 31)) >> 6;
+    }
+    static inline uint64_t sc_bloom_bits(uint64_t key) {
+        uint64_t p = key * 0xC2B2AE3D27D4EB4Full;
+        return (1ull << (p >> 58)) | (1ull << ((p >> 52) & 63));
+    }
+    static inline uint64_t sc_bloom_mask(uint64_t key, uint32_t shift, uint32_t* word) {
+        *word = sc_bloom_word(key, shift);
+        return sc_bloom_bits(key);
+    }
+    /* the first-stage key of the terms of 8+ characters: their first 5, tagged 0x15 */
+    static inline uint64_t sc_long5(uint64_t k) {
+        return (k & 0xFFFFFFFFFFull) | (0x15ull << 56);
+    }
+    static inline int sc_bloom(const uint64_t* bits, uint32_t shift, uint64_t key) {
+        uint32_t w;
+        uint64_t m = sc_bloom_mask(key, shift, &w);
+        return (bits[w] & m) == m;
     }
     static inline uint64_t sc_ckey(uint64_t k, int m) {
         return (k & ((1ull << (8 * m)) - 1)) | ((uint64_t)m << 56);
@@ -267,109 +381,194 @@ cdef extern from *:
         return k;
     }
 
-    /* Word starts of folded bytes fb[0:b-a] (text positions a..b), each probed against
-       the prefix bitset; writes the candidates (position, key, class mask). fb must hold
-       folded bytes up to min(n, b + 8) - a and zeros after. */
-    __attribute__((target("avx512f,avx512bw,bmi2,popcnt")))
+    /* Prefix-class mask of one word start at raw position p, scalar (window tails):
+       key = first 8 squeezed characters (zero-filled at a hard gap or the text end). */
+    static int sc_ww_hm_one(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
+                            Py_ssize_t n, Py_ssize_t p, const uint64_t* bits,
+                            const uint64_t* bitsl, uint32_t shift, int classes,
+                            uint64_t* kout) {
+        uint64_t k = sc_key8_raw(fold, cls, d, n, p);
+        int z = 0, m, hm, allowed;
+        while (z < 8 && p + z < n && fold[d[p + z]]) z++;
+        allowed = z >= 5 ? 16 : (16 | ((0xF << (z - 1)) & 0xF));
+        hm = sc_bloom(bits, shift, sc_ckey(k, 5)) << 4;
+        for (m = 1; m <= 4; m++)
+            if (classes & (1 << (m - 1))) hm |= sc_bloom(bits, shift, sc_ckey(k, m)) << (m - 1);
+        hm &= allowed & classes;
+        if ((classes & 32) && sc_bloom(bits, shift, sc_long5(k)) && sc_bloom(bits, shift, k))
+            hm |= 32;
+        *kout = k;
+        return hm;
+    }
+
+    /* Eight blocked-Bloom tests at once (see sc_bloom_mask), lanes in lm only. */
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+    /* Gather the Bloom words of eight word keys (already in word-key form). */
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+    static inline __m512i sc_bword8(const uint64_t* bits, __m128i shiftv, __m512i wk,
+                                    __mmask8 lm) {
+        __m512i p = _mm512_mullo_epi64(wk, _mm512_set1_epi64((long long)0x9E3779B97F4A7C15ull));
+        __m512i h = _mm512_srl_epi64(_mm512_srli_epi64(p, 32), shiftv);
+        return _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), lm, _mm512_srli_epi64(h, 6),
+                                           (const void*)bits, 8);
+    }
+    /* Test eight keys against their gathered words (sc_bloom_bits per lane). */
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+    static inline __mmask8 sc_btest8(__m512i w, __m512i key, __mmask8 lm) {
+        __m512i p = _mm512_mullo_epi64(key, _mm512_set1_epi64((long long)0xC2B2AE3D27D4EB4Full));
+        __m512i one = _mm512_set1_epi64(1);
+        __m512i m = _mm512_or_si512(
+            _mm512_sllv_epi64(one, _mm512_srli_epi64(p, 58)),
+            _mm512_sllv_epi64(one, _mm512_and_si512(_mm512_srli_epi64(p, 52),
+                                                    _mm512_set1_epi64(63))));
+        return _mm512_mask_cmpeq_epi64_mask(lm, _mm512_and_si512(w, m), m);
+    }
+    /* Eight blocked-Bloom tests of class 1..3 keys (their own words), lanes in lm. */
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+    static inline __mmask8 sc_bloom8(const uint64_t* bits, __m128i shiftv, __m512i key,
+                                     __mmask8 lm) {
+        return sc_btest8(sc_bword8(bits, shiftv, key, lm), key, lm);
+    }
+
+    /* Whole-word candidates of the window [a, b), AVX-512 (BW, VBMI2, DQ, CD) + BMI2.
+       1. Squeeze: the letters of the folded bytes fb[0:fb_end] (window + look-ahead) are
+          packed 64 bytes per vpcompressb into sq, with sf[j] = 1 where squeezed character
+          j begins a raw word; the word starts inside the window are listed twice: raw
+          position (cp) and squeezed index (wj).
+       2. Eight word starts at a time gather their first 8 squeezed characters (the key:
+          separators are skipped for free, so "N.O.F.O.R.N" keys as "NOFORN") and the
+          start flags that give the first fragment's length, then test every prefix class
+          with gathered Bloom words; a key may run across a hard gap, which only costs an
+          extra probe (verification rejects it). Starts too close to a cut window end are
+          done by sc_ww_hm_one. Writes candidates (position, key, class mask) over cp. */
+    __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512dq,avx512cd,avx512vl,bmi2,popcnt")))
     static Py_ssize_t sc_ww_candidates(const uint8_t* fold, const uint8_t* cls,
             const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b, const uint8_t* fb,
             Py_ssize_t fb_end, const uint64_t* bits, const uint64_t* bitsl, uint32_t shift,
-            int classes, int32_t* cp, uint64_t* ck, int32_t* chm) {
-        const uint64_t H = 0x8080808080808080ull, L7 = 0x7F7F7F7F7F7F7F7Full;
+            int classes, uint8_t* sq, uint8_t* sf, int32_t* wj, int32_t* cp, uint64_t* ck,
+            int32_t* chm) {
+        Py_ssize_t len = b - a, nsq = 0, nw = 0, nc = 0, g, k;
         uint64_t carry = (a > 0 && fold[d[a - 1]]) ? 1 : 0;
-        Py_ssize_t nc = 0, len = b - a;
-        for (Py_ssize_t i = 0; i < len; i += 64) {
+        const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        const __m512i one8 = _mm512_set1_epi8(1);
+        for (Py_ssize_t i = 0; i < fb_end; i += 64) {
             __m512i f = _mm512_loadu_si512((const void*)(fb + i));
             uint64_t m = _mm512_test_epi8_mask(f, f);
-            if (len - i < 64) m &= (1ull << (len - i)) - 1;
+            if (fb_end - i < 64) m &= (1ull << (fb_end - i)) - 1;
             uint64_t st = m & ~((m << 1) | carry);
             carry = m >> 63;
-            if (len - i < 64) carry = 0;
-            while (st) {
-                Py_ssize_t off = i + __builtin_ctzll(st);
-                st &= st - 1;
-                uint64_t v, k;
-                int z;
-                Py_ssize_t p = a + off;
-                if (off + 8 <= fb_end) {
-                    memcpy(&v, fb + off, 8);
-                    uint64_t zm = ~(((v & L7) + L7) | v | L7);
-                    uint64_t nz = (~zm & H) >> 7;
-                    z = zm ? (__builtin_ctzll(zm) >> 3) : 8;
-                    k = _pext_u64(v, nz * 0xFF);
-                    if (__builtin_popcountll(nz) < 5 && p + 8 <= n)
-                        k = sc_key8_raw(fold, cls, d, n, p);
-                } else {
-                    k = sc_key8_raw(fold, cls, d, n, p);
-                    z = 0;
-                    while (z < 8 && p + z < n && fold[d[p + z]]) z++;
-                }
-                /* a whole-word term shorter than the first fragment ends inside a word:
-                   only classes m >= z can match here */
-                int allowed = z >= 5 ? 16 : (16 | ((0xF << (z - 1)) & 0xF));
-                uint32_t h5 = sc_hash64(sc_ckey(k, 5)) >> shift;
-                int hm = (int)((bits[h5 >> 6] >> (h5 & 63)) & 1) << 4;
-                if (classes & 15) {
-                    uint32_t h;
-                    if (classes & 1) {
-                        h = sc_hash64(sc_ckey(k, 1)) >> shift;
-                        hm |= (int)((bits[h >> 6] >> (h & 63)) & 1);
-                    }
-                    if (classes & 2) {
-                        h = sc_hash64(sc_ckey(k, 2)) >> shift;
-                        hm |= (int)((bits[h >> 6] >> (h & 63)) & 1) << 1;
-                    }
-                    if (classes & 4) {
-                        h = sc_hash64(sc_ckey(k, 3)) >> shift;
-                        hm |= (int)((bits[h >> 6] >> (h & 63)) & 1) << 2;
-                    }
-                    if (classes & 8) {
-                        h = sc_hash64(sc_ckey(k, 4)) >> shift;
-                        hm |= (int)((bits[h >> 6] >> (h & 63)) & 1) << 3;
-                    }
-                }
-                hm &= allowed & classes;
-                if (classes & 32) {
-                    /* terms of 8+ characters: their 5-character prefix passes bitsl, then
-                       the first 8 squeezed characters (16 bytes, two pext) must pass */
-                    uint32_t h = h5;
-                    if ((bitsl[h >> 6] >> (h & 63)) & 1) {
-                        uint64_t k8 = 0;
-                        if (off + 16 <= fb_end) {
-                            uint64_t v1, v2;
-                            memcpy(&v1, fb + off, 8);
-                            memcpy(&v2, fb + off + 8, 8);
-                            uint64_t n1 = (~(~(((v1 & L7) + L7) | v1 | L7)) & H) >> 7;
-                            uint64_t n2 = (~(~(((v2 & L7) + L7) | v2 | L7)) & H) >> 7;
-                            int c1 = __builtin_popcountll(n1), c2 = __builtin_popcountll(n2);
-                            k8 = _pext_u64(v1, n1 * 0xFF);
-                            if (c1 < 8) k8 |= _pext_u64(v2, n2 * 0xFF) << (8 * c1);
-                            if (c1 + c2 < 8) k8 = sc_key8_raw(fold, cls, d, n, p);
-                        } else {
-                            k8 = sc_key8_raw(fold, cls, d, n, p);
-                        }
-                        uint32_t h8 = sc_hash64(k8) >> shift;
-                        if ((bits[h8 >> 6] >> (h8 & 63)) & 1) { hm |= 32; k = k8; }
-                    }
-                }
-                cp[nc] = (int32_t)p; ck[nc] = k; chm[nc] = hm;
-                nc += hm != 0;
+            uint64_t stl = i >= len ? 0 : (len - i >= 64 ? st : st & ((1ull << (len - i)) - 1));
+            _mm512_storeu_si512((void*)(sq + nsq), _mm512_maskz_compress_epi8(m, f));
+            uint64_t sst = _pext_u64(st, m), sstl = _pext_u64(stl, m);
+            _mm512_storeu_si512((void*)(sf + nsq), _mm512_maskz_mov_epi8(sst, one8));
+            /* the raw and the squeezed quarters hold different starts: two counters
+               (both lists get popcount(stl) entries per block) */
+            Py_ssize_t nr = nw, ns = nw;
+            for (int q = 0; q < 4 && stl; q++) {
+                __mmask16 r = (__mmask16)(stl >> (16 * q)), s = (__mmask16)(sstl >> (16 * q));
+                _mm512_storeu_si512((void*)(cp + nr), _mm512_maskz_compress_epi32(r,
+                    _mm512_add_epi32(iota, _mm512_set1_epi32((int)(a + i + 16 * q)))));
+                _mm512_storeu_si512((void*)(wj + ns), _mm512_maskz_compress_epi32(s,
+                    _mm512_add_epi32(iota, _mm512_set1_epi32((int)(nsq + 16 * q)))));
+                nr += __builtin_popcount(r);
+                ns += __builtin_popcount(s);
             }
+            nw = nr;
+            nsq += __builtin_popcountll(m);
+        }
+        memset(sq + nsq, 0, 16);
+        memset(sf + nsq, 1, 16);
+        /* starts whose 8 characters may lie past the squeezed look-ahead: scalar */
+        Py_ssize_t nv = nw;
+        int32_t tailp[16];      /* at most 9 starts lie in the last 9 squeezed letters */
+        if (a + fb_end < n)
+            while (nv > 0 && wj[nv - 1] + 9 > nsq) nv--;
+        for (k = nv; k < nw; k++) tailp[k - nv] = cp[k];   /* the vector stores clobber */
+        const __m128i shiftv = _mm_cvtsi32_si128((int)(shift & 31));
+        const int shared = (shift & SC_SHARED_WORDS) != 0;
+        /* allowed classes by first-fragment length z = 1..8 (index z - 1) */
+        const __m512i atab = _mm512_set_epi64(16, 16, 16, 16, 16 | 8, 16 | 12, 16 | 14, 16 | 15);
+        const __m512i clv = _mm512_set1_epi64(classes & 31);
+        for (g = 0; g < nv; g += 8) {
+            __mmask8 lm = nv - g >= 8 ? 0xFF : (__mmask8)((1u << (nv - g)) - 1);
+            __m256i J = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g));
+            __m256i P = _mm256_maskz_loadu_epi32(lm, (const void*)(cp + g));
+            __m512i key = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), lm, J,
+                                                      (const void*)sq, 1);
+            __m512i sfl = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), lm,
+                _mm256_add_epi32(J, _mm256_set1_epi32(1)), (const void*)sf, 1);
+            sfl = _mm512_or_si512(sfl, _mm512_set1_epi64((long long)(1ull << 63)));
+            __m512i low = _mm512_and_si512(sfl, _mm512_sub_epi64(_mm512_setzero_si512(), sfl));
+            __m512i zi = _mm512_srli_epi64(_mm512_sub_epi64(_mm512_set1_epi64(63),
+                                                            _mm512_lzcnt_epi64(low)), 3);
+            __m512i allow = _mm512_and_si512(_mm512_permutexvar_epi64(zi, atab), clv);
+            __m512i hm = _mm512_setzero_si512();
+            __m512i k5 = _mm512_or_si512(_mm512_and_si512(key, _mm512_set1_epi64(0xFFFFFFFFFFll)),
+                                         _mm512_set1_epi64(5ll << 56));
+            /* shared words: one gathered word serves classes 4, 5, the 8+ prefix and
+               the 8+ key */
+            __m512i W = _mm512_setzero_si512();
+            if (shared)
+                W = sc_bword8(bits, shiftv,
+                    _mm512_or_si512(_mm512_and_si512(key, _mm512_set1_epi64(0xFFFFFFFFll)),
+                                    _mm512_set1_epi64(4ll << 56)), lm);
+            __mmask8 al = _mm512_mask_test_epi64_mask(lm, allow, _mm512_set1_epi64(16));
+            __mmask8 ps = shared ? sc_btest8(W, k5, al) : sc_bloom8(bits, shiftv, k5, al);
+            hm = _mm512_mask_mov_epi64(hm, ps, _mm512_set1_epi64(16));
+            for (int m = 1; m <= 4; m++) {
+                if (!(classes & (1 << (m - 1)))) continue;
+                al = _mm512_mask_test_epi64_mask(lm, allow, _mm512_set1_epi64(1ll << (m - 1)));
+                if (!al) continue;
+                __m512i km = _mm512_or_si512(
+                    _mm512_and_si512(key, _mm512_set1_epi64((long long)((1ull << (8 * m)) - 1))),
+                    _mm512_set1_epi64((long long)m << 56));
+                ps = (m == 4 && shared) ? sc_btest8(W, km, al) : sc_bloom8(bits, shiftv, km, al);
+                hm = _mm512_mask_or_epi64(hm, ps, hm, _mm512_set1_epi64(1ll << (m - 1)));
+            }
+            if (classes & 32) {
+                __m512i kl5 = _mm512_or_si512(_mm512_and_si512(key, _mm512_set1_epi64(0xFFFFFFFFFFll)),
+                                              _mm512_set1_epi64(0x15ll << 56));
+                ps = shared ? sc_btest8(W, kl5, lm) : sc_bloom8(bits, shiftv, kl5, lm);
+                if (ps) {
+                    ps = shared ? sc_btest8(W, key, ps) : sc_bloom8(bits, shiftv, key, ps);
+                    hm = _mm512_mask_or_epi64(hm, ps, hm, _mm512_set1_epi64(32));
+                }
+            }
+            __mmask8 c = _mm512_test_epi64_mask(hm, hm);
+            if (!c) continue;
+            _mm256_storeu_si256((void*)(cp + nc), _mm256_maskz_compress_epi32(c, P));
+            _mm512_storeu_si512((void*)(ck + nc), _mm512_maskz_compress_epi64(c, key));
+            _mm256_storeu_si256((void*)(chm + nc),
+                                _mm512_cvtepi64_epi32(_mm512_maskz_compress_epi64(c, hm)));
+            nc += __builtin_popcount(c);
+        }
+        for (k = nv; k < nw; k++) {
+            uint64_t kk;
+            int32_t pk = tailp[k - nv];
+            int hmk = sc_ww_hm_one(fold, cls, d, n, pk, bits, bitsl, shift, classes, &kk);
+            cp[nc] = pk; ck[nc] = kk; chm[nc] = hmk;
+            nc += hmk != 0;
         }
         return nc;
     }
     """
     int sc_simd_available() nogil
+    int sc_bloom(const uint64_t* bits, uint32_t shift, uint64_t key) nogil
+    uint64_t sc_long5(uint64_t k) nogil
+    uint64_t sc_bloom_mask(uint64_t key, uint32_t shift, uint32_t* word) nogil
     Py_ssize_t sc_ss_candidates(const uint8_t* fb, Py_ssize_t len, const uint8_t* flags,
                                 int32_t* out) nogil
     int sc_find_run(const uint8_t* b64, const uint8_t* d, Py_ssize_t n, Py_ssize_t start,
                     Py_ssize_t minl, Py_ssize_t* rs, Py_ssize_t* re) nogil
     void sc_fold_block(const uint8_t* fold, const uint8_t* d, Py_ssize_t n, uint8_t* out) nogil
+    Py_ssize_t sc_pat_candidates(const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b,
+                                 const uint8_t* flags, int hiflag, int32_t* out) nogil
     Py_ssize_t sc_ww_candidates(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
                                 Py_ssize_t n, Py_ssize_t a, Py_ssize_t b, const uint8_t* fb,
                                 Py_ssize_t fb_end, const uint64_t* bits,
                                 const uint64_t* bitsl, uint32_t shift, int classes,
-                                int32_t* cp, uint64_t* ck, int32_t* chm) nogil
+                                uint8_t* sq, uint8_t* sf, int32_t* wj, int32_t* cp,
+                                uint64_t* ck, int32_t* chm) nogil
 
 cdef int _sc_use_simd = -1
 
@@ -413,15 +612,21 @@ cdef inline int _sc_vec_push(SCVec* v, int32_t msg, int32_t code, int64_t s, int
 
 cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
     """Room for a window of n bytes (at most n/2 + 1 word starts)."""
-    cdef Py_ssize_t k = n // 2 + 16
+    # slack: the SIMD passes store whole vectors past the last entry; the window is
+    # folded and squeezed with SC_LOOKAHEAD bytes beyond its end
+    cdef Py_ssize_t k = n // 2 + 64
     if n <= w.cap:
         return 0
     _sc_work_free(w)
     w.ws = <int32_t*>malloc(k * sizeof(int32_t))
-    w.fb = <uint8_t*>malloc(n + 160)
+    w.fb = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
     w.ck = <uint64_t*>malloc(k * sizeof(uint64_t))
     w.chm = <int32_t*>malloc(k * sizeof(int32_t))
-    if w.ws == NULL or w.fb == NULL or w.ck == NULL or w.chm == NULL:
+    w.sq = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
+    w.sf = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
+    w.wj = <int32_t*>malloc(k * sizeof(int32_t))
+    if (w.ws == NULL or w.fb == NULL or w.ck == NULL or w.chm == NULL or w.sq == NULL
+            or w.sf == NULL or w.wj == NULL):
         _sc_work_free(w)
         return -1
     w.cap = n
@@ -429,7 +634,10 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
 
 
 cdef void _sc_work_free(SCWork* w) noexcept nogil:
-    free(w.ws); free(w.fb); free(w.ck); free(w.chm)
+    free(w.ws); free(w.fb); free(w.ck); free(w.chm); free(w.sq); free(w.sf); free(w.wj)
+    w.sq = NULL
+    w.sf = NULL
+    w.wj = NULL
     w.ws = NULL
     w.fb = NULL
     w.ck = NULL
@@ -535,8 +743,7 @@ cdef inline uint64_t _sc_class_key(uint64_t k, int m) noexcept nogil:
 
 
 cdef inline int _sc_bit(const SCTable* T, uint64_t key) noexcept nogil:
-    cdef uint32_t h = _sc_hash(key) >> T.shift
-    return <int>((T.bits[h >> 6] >> (h & 63)) & 1)
+    return sc_bloom(T.bits, T.shift, key)
 
 
 cdef inline int _sc_hits(const SCMatcher* M, const SCTable* T, uint64_t* kp, int allowed,
@@ -554,8 +761,7 @@ cdef inline int _sc_hits(const SCMatcher* M, const SCTable* T, uint64_t* kp, int
                 out |= _sc_bit(T, _sc_class_key(k, m)) << (m - 1)
     out &= allowed
     if cl & 32:
-        h = _sc_hash(_sc_class_key(k, 5)) >> T.shift
-        if (T.bitsl[h >> 6] >> (h & 63)) & 1:
+        if sc_bloom(T.bits, T.shift, sc_long5(k)):
             k8 = _sc_key8(M.fold, M.cls, d, n, p)
             if _sc_bit(T, k8):
                 out |= 32
@@ -645,6 +851,26 @@ cdef inline bint _sc_gaps_ok(const SCMatcher* M, int32_t t, const uint8_t* gap,
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
+cdef int _sc_first_gap(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
+                       Py_ssize_t j) noexcept nogil:
+    """The kind of the separator run at j (as _sc_roll classifies it), or SC_GAP_HARD + 1
+    when no letter follows before the text ends."""
+    cdef int glen = 0, nb = 0, nl = 0, c
+    while j < n and M.fold[d[j]] == 0:
+        glen += 1
+        c = M.cls[d[j]]
+        nb += c == 1
+        nl += c == 2
+        if glen > SC_MAX_GAP or nl >= 2:
+            return SC_GAP_HARD
+        j += 1
+    if j >= n:
+        return SC_GAP_HARD + 1
+    return _sc_gap_kind(glen, nb, nl)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
 cdef void _sc_probe(const SCMatcher* M, const SCTable* T, bint whole, int cl, uint64_t k,
                     const uint8_t* d, Py_ssize_t n, Py_ssize_t p, const int32_t* ostart,
                     const int32_t* oend, int32_t msg, int64_t base, SCVec* hits,
@@ -654,9 +880,10 @@ cdef void _sc_probe(const SCMatcher* M, const SCTable* T, bint whole, int cl, ui
     compare, squeeze the text locally and verify; record the matches."""
     cdef uint64_t key, valid
     cdef uint32_t slot
-    cdef int m, nvalid, j0, zfrag
+    cdef int m, nvalid, j0, zfrag, g1 = -1
     cdef int32_t lo, hi, q, t
-    cdef Py_ssize_t tl, fs, fe, have = -1
+    cdef Py_ssize_t tl, fs, fe, j, have = -1, hmax
+    cdef const SCTermQ* tq
     cdef const uint8_t* tc
     cdef const uint8_t* gp
     zfrag = 0
@@ -677,27 +904,50 @@ cdef void _sc_probe(const SCMatcher* M, const SCTable* T, bint whole, int cl, ui
         else:
             key = _sc_class_key(k, m)
         slot = _sc_hash(key ^ <uint64_t>0x5bd1e995u) & T.hmask
-        while T.hkeys[slot] != 0 and T.hkeys[slot] != key:
+        while T.slots[slot].key != 0 and T.slots[slot].key != key:
             slot = (slot + 1) & T.hmask
-        if T.hkeys[slot] == 0:
+        if T.slots[slot].key == 0:
             continue
-        lo = T.hlo[slot]
-        hi = T.hhi[slot]
+        lo = T.slots[slot].lo
+        hi = T.slots[slot].hi
+        hmax = T.slots[slot].max
         for q in range(lo, hi):
-            t = M.tord[q]
+            tq = &M.tq[q]
             # k holds the first >= 5 squeezed characters (up to 8, zero after): any
             # difference in those rejects the term with one 64-bit compare
-            if (k ^ M.tkey8[t]) & M.tmask8[t] & valid:
+            if (k ^ tq.key8) & tq.mask8 & valid:
                 continue
-            tl = M.tlen[t]
+            t = tq.t
+            tl = tq.len
             if whole and tl < zfrag:
                 continue        # would end inside the first word: not a whole word
-            if have < T.hmax[slot]:
-                have = _sc_roll(M.fold, M.cls, d, n, p, T.hmax[slot], R)
+            tc = M.tchars + tq.off
+            j0 = nvalid if tl > nvalid else <int>tl
+            if whole and tl == zfrag:
+                # the whole first word, letters contiguous: compare in place, no squeeze
+                # (no inner gaps; the word's end is the boundary)
+                j = j0
+                while j < tl and M.fold[d[p + j]] == tc[j]:
+                    j += 1
+                if j == tl:
+                    if ostart != NULL:
+                        _sc_vec_push(hits, msg, t, ostart[p], oend[p + tl - 1])
+                    else:
+                        _sc_vec_push(hits, msg, t, base + p, base + p + tl)
+                continue
+            if whole:
+                # the term runs past the first word: the separator run after it decides
+                # most cases without squeezing (as _sc_gaps_ok would at j = zfrag)
+                if g1 < 0:
+                    g1 = _sc_first_gap(M, d, n, p + zfrag)
+                if g1 == SC_GAP_HARD or g1 > SC_GAP_HARD:
+                    continue    # a hard gap, or the text ends: no match
+                if g1 == SC_GAP_LOOSE and zfrag >= 2 and M.tgap[tq.off + zfrag] == 0:
+                    continue    # a loose gap inside a word after 2+ letters
+            if have < hmax:
+                have = _sc_roll(M.fold, M.cls, d, n, p, hmax, R)
             if tl > have:
                 continue
-            tc = M.tchars + M.toff[t]
-            j0 = nvalid if tl > nvalid else <int>tl
             if memcmp(R.chars + R.cur + j0, tc + j0, tl - j0) != 0:
                 continue
             fe = R.idx[R.cur + tl - 1]
@@ -812,54 +1062,85 @@ cdef void _sc_substrings(const SCMatcher* M, const uint8_t* d, Py_ssize_t n, Py_
             i += 1
 
 
+cdef enum:
+    SC_PAT_CHUNK = 2048         # positions per SIMD candidate pass of the pattern prefilter
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _sc_pat_at(const SCMatcher* M, const uint8_t* d, Py_ssize_t n, Py_ssize_t i,
+                     const int32_t* ostart, const int32_t* oend, int32_t msg, int64_t base,
+                     SCVec* hits) noexcept nogil:
+    """Run every pattern's bit-parallel NFA from position i (a candidate start)."""
+    cdef Py_ssize_t j, best
+    cdef int p, L, r, nr
+    cdef uint64_t st, x, acc
+    cdef const uint64_t* cm
+    cdef const uint64_t* runs
+    for p in range(M.npat):
+        cm = M.pcm + p * 256
+        if not (cm[d[i]] & M.pstart[p]):
+            continue
+        runs = M.popt + p * 16
+        nr = M.pnrun[p]
+        L = M.plen[p]
+        acc = (<uint64_t>1) << L
+        st = M.pstart[p]
+        best = -1
+        j = i
+        while j < n:
+            st = (st & cm[d[j]]) << 1
+            for r in range(nr):
+                x = st & runs[2 * r]
+                st |= runs[2 * r + 1] & ~((x & (~x + 1)) - 1)
+            if st == 0:
+                break
+            if st & acc:
+                if j + 1 == n or not M.alnum[d[j + 1]]:
+                    best = j + 1
+            j += 1
+        if best >= 0:
+            if ostart != NULL:
+                _sc_vec_push(hits, msg, M.nterms + p, ostart[i], oend[best - 1])
+            else:
+                _sc_vec_push(hits, msg, M.nterms + p, base + i, base + best)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef void _sc_patterns(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
                        const int32_t* ostart, const int32_t* oend, int32_t msg, int64_t base,
                        SCVec* hits) noexcept nogil:
-    """Bit-parallel NFA per pattern from every word start whose byte can begin a pattern.
+    """Bit-parallel NFA per pattern from every candidate start position.
 
-    The epsilon closure of bounded repeats ({n,m}: m-n optional positions in a run) is
-    computed per run without a loop: a set bit in a run fills the rest of the run and the
-    position after it (fill & ~(lowest bit - 1)), so a step costs O(runs), not O(m).
+    A start must be a byte that can begin some pattern, not preceded by a word character,
+    and followed by a byte that can be a pattern's second byte (pflags, derived from the
+    NFAs in ScanCore.__init__: the run from i dies at i + 1 otherwise) or by the end of
+    the text; the SIMD pass tests all three on 64 bytes at a time, so English text costs
+    almost nothing. The epsilon closure of bounded repeats ({n,m}: m-n optional positions
+    in a run) is computed per run without a loop: a set bit in a run fills the rest of the
+    run and the position after it (fill & ~(lowest bit - 1)), so a step costs O(runs).
     """
-    cdef Py_ssize_t i, j, best
-    cdef int p, L, r, nr
-    cdef uint64_t st, x, acc
-    cdef const uint64_t* cm
-    cdef const uint64_t* runs
+    cdef Py_ssize_t i, a, b, nc, k
+    cdef const uint8_t* pf = M.pflags
+    cdef int32_t cand[SC_PAT_CHUNK]
+    if _sc_use_simd > 0:
+        a = 0
+        while a < n:
+            b = a + SC_PAT_CHUNK if a + SC_PAT_CHUNK < n else n
+            nc = sc_pat_candidates(d, n, a, b, pf, M.pfhigh, cand)
+            for k in range(nc):
+                _sc_pat_at(M, d, n, cand[k], ostart, oend, msg, base, hits)
+            a = b
+        return
     for i in range(n):
-        if not M.pcan[d[i]]:
+        if not (pf[d[i]] & 1):
             continue
-        if i > 0 and M.alnum[d[i - 1]]:
+        if i > 0 and (pf[d[i - 1]] & 4):
             continue
-        for p in range(M.npat):
-            cm = M.pcm + p * 256
-            if not (cm[d[i]] & M.pstart[p]):
-                continue
-            runs = M.popt + p * 16
-            nr = M.pnrun[p]
-            L = M.plen[p]
-            acc = (<uint64_t>1) << L
-            st = M.pstart[p]
-            best = -1
-            j = i
-            while j < n:
-                st = (st & cm[d[j]]) << 1
-                for r in range(nr):
-                    x = st & runs[2 * r]
-                    st |= runs[2 * r + 1] & ~((x & (~x + 1)) - 1)
-                if st == 0:
-                    break
-                if st & acc:
-                    if j + 1 == n or not M.alnum[d[j + 1]]:
-                        best = j + 1
-                j += 1
-            if best >= 0:
-                if ostart != NULL:
-                    _sc_vec_push(hits, msg, M.nterms + p, ostart[i], oend[best - 1])
-                else:
-                    _sc_vec_push(hits, msg, M.nterms + p, base + i, base + best)
+        if i + 1 < n and not (pf[d[i + 1]] & 2):
+            continue
+        _sc_pat_at(M, d, n, i, ostart, oend, msg, base, hits)
 
 
 @cython.boundscheck(False)
@@ -981,7 +1262,8 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
     cdef Py_ssize_t h0 = hits.n, a, b, nws, k, fe
     cdef SCRoll R
     cdef bint simd = _sc_use_simd > 0
-    if M.ww.nterms and _sc_work_reserve(w, n if n < SC_WINDOW else SC_WINDOW) < 0:
+    if ((M.ww.nterms or M.ss.nterms)
+            and _sc_work_reserve(w, n if n < SC_WINDOW else SC_WINDOW) < 0):
         return -1
     a = 0
     while a < n:
@@ -989,14 +1271,15 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
         if b > n:
             b = n
         if simd and (M.ww.nterms or M.ss.nterms):
-            # fold the window (+ 16 bytes of look-ahead) 64 bytes at a time
-            fe = b + 16 if b + 16 < n else n
+            # fold the window (+ SC_LOOKAHEAD bytes) 64 bytes at a time
+            fe = b + SC_LOOKAHEAD if b + SC_LOOKAHEAD < n else n
             sc_fold_block(M.fold, d + a, fe - a, w.fb)
             memset(w.fb + (fe - a), 0, 80)
         if M.ww.nterms and simd:
             # find the word starts and test their keys with bit masks; probe candidates
             nws = sc_ww_candidates(M.fold, M.cls, d, n, a, b, w.fb, fe - a, M.ww.bits,
-                                   M.ww.bitsl, M.ww.shift, M.ww.classes, w.ws, w.ck, w.chm)
+                                   M.ww.bitsl, M.ww.shift, M.ww.classes, w.sq, w.sf, w.wj,
+                                   w.ws, w.ck, w.chm)
             _sc_roll_reset(&R)
             for k in range(nws):
                 _sc_probe(M, &M.ww, True, w.chm[k], w.ck[k], d, n, w.ws[k], ostart, oend,
@@ -1062,9 +1345,16 @@ cdef list _sc_vec_tuples(SCVec* v):
     return [(v.a[i].code, v.a[i].start, v.a[i].end) for i in range(v.n)]
 
 
+_SC_SLOT_DTYPE = _np.dtype([("key", "<u8"), ("lo", "<i4"), ("hi", "<i4"), ("max", "<i4"),
+                            ("pad", "<i4")])
+_SC_TERMQ_DTYPE = _np.dtype([("key8", "<u8"), ("mask8", "<u8"), ("t", "<i4"), ("len", "<i4"),
+                             ("off", "<i4"), ("pad", "<i4")])
+assert _SC_SLOT_DTYPE.itemsize == sizeof(SCSlot) and _SC_TERMQ_DTYPE.itemsize == sizeof(SCTermQ)
+
+
 cdef class _ScanTable:
     """Owner of one prefix table's arrays (bitset + exact hash of prefix keys)."""
-    cdef public object bits, bitsl, hkeys, hlo, hhi, hmax, big, single
+    cdef public object bits, bitsl, hkeys, hlo, hhi, hmax, big, single, slots
     cdef SCTable t
 
     def __init__(self, uint32_t shift, int classes, int nterms, bits, bitsl, hkeys, hlo, hhi,
@@ -1083,28 +1373,33 @@ cdef class _ScanTable:
             raise ValueError("bigram bitset must have 65536 bits and single 256 flags")
         cdef const uint64_t[::1] bv = self.bits
         cdef const uint64_t[::1] blv = self.bitsl
-        cdef const uint64_t[::1] kv = self.hkeys
-        cdef const int32_t[::1] lv = self.hlo
-        cdef const int32_t[::1] hv = self.hhi
-        cdef const int32_t[::1] mv = self.hmax
         cdef const uint64_t[::1] gv = self.big
         cdef const uint8_t[::1] sv = self.single
         self.t.bits = &bv[0]
         self.t.bitsl = &blv[0]
         self.t.shift = shift
-        self.t.hkeys = &kv[0]
-        self.t.hlo = &lv[0]
-        self.t.hhi = &hv[0]
-        self.t.hmax = &mv[0]
         self.t.hmask = <uint32_t>(len(self.hkeys) - 1)
+        if len(self.hkeys) & (len(self.hkeys) - 1) or not (
+                len(self.hkeys) == len(self.hlo) == len(self.hhi) == len(self.hmax)):
+            raise ValueError("hash arrays must share one power-of-two length")
+        # packed: a probe reads one slot, not four arrays; the arrays stay as views
+        self.slots = _np.zeros(len(self.hkeys), dtype=_SC_SLOT_DTYPE)
+        self.slots["key"] = self.hkeys
+        self.slots["lo"] = self.hlo
+        self.slots["hi"] = self.hhi
+        self.slots["max"] = self.hmax
+        self.hkeys, self.hlo = self.slots["key"], self.slots["lo"]
+        self.hhi, self.hmax = self.slots["hi"], self.slots["max"]
+        cdef const uint8_t[::1] slv = self.slots.view(_np.uint8)
+        self.t.slots = <const SCSlot*>&slv[0]
         self.t.classes = classes
         self.t.nterms = nterms
         self.t.big = &gv[0]
         self.t.single = &sv[0]
 
     def nbytes(self):
-        return sum(a.nbytes for a in (self.bits, self.bitsl, self.hkeys, self.hlo, self.hhi, self.hmax,
-                                      self.big, self.single))
+        return sum(a.nbytes for a in (self.bits, self.bitsl, self.big, self.single,
+                                      self.slots))
 
 
 def scan_prefix_key(bytes chars, int m=0):
@@ -1133,11 +1428,53 @@ def scan_key8(bytes chars):
     return k, (<uint64_t>0xFFFFFFFFFFFFFFFFu) if m == 8 else ((<uint64_t>1 << (8 * m)) - 1)
 
 
+def scan_bloom(uint64_t key, uint32_t shift):
+    """(word index, two-bit mask) of key in a prefilter bitset (see sc_bloom_mask)."""
+    cdef uint32_t w
+    cdef uint64_t m = sc_bloom_mask(key, shift, &w)
+    return w, m
+
+
 def scan_hash(uint64_t key, bint slot=False):
     """The core's multiplicative hash (slot=True: the exact table's probe start)."""
     if slot:
         return _sc_hash(key ^ <uint64_t>0x5bd1e995u)
     return _sc_hash(key)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _sc_pattern_flags(SCMatcher* M, uint8_t* pf) noexcept nogil:
+    """M.pflags (see SCMatcher), derived with the very NFA step of _sc_pat_at, so that the
+    prefilter only drops starts whose run would die at once: bit 0 where a run can begin
+    (cm & start), bit 1 for every byte the state after one step accepts, and for every
+    non-word byte when one byte can already be a whole match; M.pfhigh for bytes >= 0x80."""
+    cdef int p, b, c, r, nr, hi_or = 0, hi_and = 4
+    cdef uint64_t st, x, acc
+    cdef const uint64_t* cm
+    cdef const uint64_t* runs
+    for b in range(256):
+        pf[b] = 4 if M.alnum[b] else 0
+    for p in range(M.npat):
+        cm = M.pcm + p * 256
+        runs = M.popt + p * 16
+        nr = M.pnrun[p]
+        acc = (<uint64_t>1) << M.plen[p]
+        for b in range(256):
+            if not (cm[b] & M.pstart[p]):
+                continue
+            pf[b] |= 1
+            st = (M.pstart[p] & cm[b]) << 1
+            for r in range(nr):
+                x = st & runs[2 * r]
+                st |= runs[2 * r + 1] & ~((x & (~x + 1)) - 1)
+            for c in range(256):
+                if (st & cm[c]) or ((st & acc) and not M.alnum[c]):
+                    pf[c] |= 2
+    for b in range(128, 256):
+        hi_or |= pf[b] & 3
+        hi_and &= pf[b]
+    M.pfhigh = <uint8_t>(hi_or | (hi_and & 4))
 
 
 cdef class ScanCore:
@@ -1213,6 +1550,17 @@ cdef class ScanCore:
         self.M.tlen = &a2[0]
         self.M.tgap = &a3[0]
         self.M.tord = &a4[0]
+        tq = _np.zeros(max(len(arrs[4]), 1), dtype=_SC_TERMQ_DTYPE)
+        if len(tlen):
+            order = arrs[4][:len(tlen)] if len(tord) else arrs[4][:0]
+            tq["t"][:len(order)] = order
+            tq["key8"][:len(order)] = arrs[15][order]
+            tq["mask8"][:len(order)] = arrs[16][order]
+            tq["len"][:len(order)] = arrs[2][order]
+            tq["off"][:len(order)] = arrs[1][order]
+        self.keep.append(tq)
+        cdef const uint8_t[::1] tqv = tq.view(_np.uint8)
+        self.M.tq = <const SCTermQ*>&tqv[0]
         self.M.tclean = &a5[0]
         self.M.tkey8 = &a15[0]
         self.M.tmask8 = &a16[0]
@@ -1230,6 +1578,11 @@ cdef class ScanCore:
         self.M.alnum = &a13[0]
         self.M.b64 = &a14[0]
         self.M.enc_min = enc_min
+        pflags = _np.zeros(256, dtype=_np.uint8)
+        cdef uint8_t[::1] pfv = pflags
+        self.M.pflags = &pfv[0]
+        _sc_pattern_flags(&self.M, &pfv[0])
+        self.keep.append(pflags)
         self.nterms = self.M.nterms
         self.npat = self.M.npat
 

@@ -237,37 +237,40 @@ def test_encoded_run_detection_matches_regex_in_both_paths(parts: list[bytes]) -
 
 
 def test_scan_batch_releases_the_gil() -> None:
-    """While one thread is inside a long scan, another thread keeps running Python code:
-    the longest pause it sees is far shorter than the scan (it would be the whole scan if
-    the GIL were held)."""
+    """While one thread is inside long scans, another thread keeps running Python code
+    in the middle of them; with the GIL held it could not run at all until a scan ended.
+    (Timestamps inside the scans, rather than a bound on the longest pause: that bound
+    failed on a loaded 2-core machine, where the scheduler alone pauses a thread for
+    tens of milliseconds.)"""
+    import sys
     import time
 
     sc = Scanner([DIRTY, CLEAN])
-    msgs = [b"plain words of an ordinary message, with nothing to report " * 60] * 8000
+    # near-misses of the dirty words: every word start is probed, so each scan is long
+    msgs = [b"NOFORX herox NOFORX secrex blue herox " * 90] * 8000
     buf, offsets = _pack(msgs)
-    t0 = time.perf_counter()
-    sc.scan_batch(buf, offsets)
-    single = time.perf_counter() - t0
-    done = threading.Event()
-
-    rounds = min(50, int(0.3 / single) + 1)  # keep the other thread busy for ~0.3 s
+    spans: list[tuple[float, float]] = []
 
     def work() -> None:
-        for _ in range(rounds):
+        for _ in range(4):
+            t0 = time.perf_counter()
             sc.scan_batch(buf, offsets)
-        done.set()
+            spans.append((t0, time.perf_counter()))
 
+    stamps: list[float] = []
     t = threading.Thread(target=work)
-    last = time.perf_counter()
-    longest = 0.0
     t.start()
-    while not done.is_set():
-        now = time.perf_counter()
-        longest = max(longest, now - last)
-        last = now
+    while t.is_alive():
+        stamps.append(time.perf_counter())
     t.join()
-    assert single > 0.01  # long enough for the comparison to mean something
-    assert longest < single / 2, (longest, single)
+    # a thread holding the GIL still lets the other run for up to one switch interval
+    # around the call: only the middle of each scan, away from those edges, counts
+    edge = 3 * sys.getswitchinterval()
+    assert max(e - s for s, e in spans) > 4 * edge  # long enough to mean something
+    stamps_arr = np.array(stamps)
+    inside = [int(((stamps_arr > s + max(edge, (e - s) / 4))
+                   & (stamps_arr < e - max(edge, (e - s) / 4))).sum()) for s, e in spans]
+    assert sum(inside) > 0, (inside, spans)
 
 
 @settings(max_examples=150, deadline=None)
