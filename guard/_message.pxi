@@ -21,6 +21,7 @@ cimport cython
 import numpy as np
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.object cimport PyObject_GenericSetAttr
 from libc.stdlib cimport calloc, free
 from libc.string cimport memchr, memcmp, memcpy
 from libc.stdint cimport int64_t, uint64_t
@@ -30,36 +31,49 @@ cnp.import_array()
 DEF MSGIDX_MAX_MARK = 512      # as guard/messages.py _MAX_MARK
 MSGIDX_FAST = 0
 MSGIDX_SLOW = 1
+MSGIDX_BAD_MARKS = 2   # the simple shape, one section, some marks not valid
+DEF MSGIDX_BAD = 2
 
 
-cdef uint64_t _MSGIDX_ONES = 0x0101010101010101ULL
-cdef uint64_t _MSGIDX_HIGH = 0x8080808080808080ULL
-
-
-cdef inline uint64_t _msgidx_flag(const unsigned char *p) nogil:
-    """Nonzero when a byte of p[:8] may be < 0x20, 0x7f or >= 0x80 (never zero if one is)."""
-    cdef uint64_t w, x
-    memcpy(&w, p, 8)
-    x = w ^ (_MSGIDX_ONES * 0x7f)
-    return (((w - _MSGIDX_ONES * 0x20) & ~w) | w | ((x - _MSGIDX_ONES) & ~x)) & _MSGIDX_HIGH
-
-
-cdef inline bint _msgidx_bad_bytes(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b,
-                                   Py_ssize_t n) nogil:
-    """A byte in [a, b) that no simple report carries (b <= n; \r looks at the next)."""
-    cdef Py_ssize_t i
-    cdef unsigned char c
-    for i in range(a, b):
-        c = buf[i]
-        if c < 0x20:
-            if c == b'\n' or c == b'\t':
-                continue
-            if c == b'\r' and i + 1 < n and buf[i + 1] == b'\n':
-                continue
-            return True
-        if c >= 0x7f:
-            return True
-    return False
+cdef extern from *:
+    """
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    /* 1 when b[:n] holds a byte no simple report carries: < 0x20 other than tab, LF
+       and a CR right before LF; 0x7f; >= 0x80. Sixteen bytes per step with SSE2
+       (signed compare: bytes >= 0x80 are negative, so "< 0x20" catches them too). */
+    static int msgidx_c_bad(const unsigned char *b, Py_ssize_t n) {
+        Py_ssize_t i = 0;
+    #if defined(__SSE2__)
+        const __m128i c20 = _mm_set1_epi8(0x20), c7f = _mm_set1_epi8(0x7f);
+        const __m128i nl = _mm_set1_epi8(10), tab = _mm_set1_epi8(9);
+        for (; i + 16 <= n; i += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(b + i));
+            __m128i ok = _mm_or_si128(_mm_cmpeq_epi8(v, nl), _mm_cmpeq_epi8(v, tab));
+            __m128i bad = _mm_or_si128(_mm_andnot_si128(ok, _mm_cmplt_epi8(v, c20)),
+                                       _mm_cmpeq_epi8(v, c7f));
+            unsigned int m = (unsigned int)_mm_movemask_epi8(bad);
+            while (m) {
+                Py_ssize_t k = i + __builtin_ctz(m);
+                if (!(b[k] == 13 && k + 1 < n && b[k + 1] == 10)) return 1;
+                m &= m - 1;
+            }
+        }
+    #endif
+        for (; i < n; i++) {
+            unsigned char c = b[i];
+            if (c < 0x20) {
+                if (c == 10 || c == 9) continue;
+                if (c == 13 && i + 1 < n && b[i + 1] == 10) continue;
+                return 1;
+            }
+            if (c >= 0x7f) return 1;
+        }
+        return 0;
+    }
+    """
+    int msgidx_c_bad(const unsigned char *b, Py_ssize_t n) noexcept nogil
 
 
 cdef inline Py_ssize_t _msgidx_line_end(const unsigned char *buf, Py_ssize_t ls,
@@ -147,18 +161,8 @@ cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t max_port
     cdef const void *hit
     if n < 5:
         return 1
-    # bytes: ASCII, no control byte but \t \n, \r only before \n. Eight bytes at a
-    # time: a word with no byte < 0x20, = 0x7f or >= 0x80 needs no look (the test can
-    # flag a word wrongly, never miss one); flagged words are checked byte by byte.
-    i = 0
-    while i + 32 <= n:   # four words per test: line ends are rare enough
-        if (_msgidx_flag(buf + i) | _msgidx_flag(buf + i + 8) | _msgidx_flag(buf + i + 16)
-                | _msgidx_flag(buf + i + 24)):
-            for k in range(i, i + 32, 8):
-                if _msgidx_flag(buf + k) and _msgidx_bad_bytes(buf, k, k + 8, n):
-                    return 1
-        i += 32
-    if _msgidx_bad_bytes(buf, i, n, n):
+    # bytes: ASCII, no control byte but \t \n, \r only before \n (msgidx_c_bad)
+    if msgidx_c_bad(buf, n):
         return 1
     hit = memchr(buf, b'\n', n)
     if hit == NULL:
@@ -272,13 +276,24 @@ DEF MSGIDX_MISSING = -3
 
 
 cdef inline uint64_t _msgidx_hash(const unsigned char *p, Py_ssize_t n) nogil:
-    # FNV-1a, 64 bit: keys are short marking strings chosen by senders; a collision only
-    # costs a longer probe (keys are compared byte for byte)
-    cdef uint64_t h = 0xcbf29ce484222325ULL
-    cdef Py_ssize_t i
-    for i in range(n):
-        h = (h ^ p[i]) * 0x100000001b3ULL
-    return h | 1   # 0 marks an empty slot
+    # eight bytes per multiply (FNV-1a took one per byte, the index's main cost after
+    # the byte pass): keys are short marking strings chosen by senders; a collision
+    # only costs a longer probe (keys are compared byte for byte)
+    cdef uint64_t h = 0xcbf29ce484222325ULL ^ (<uint64_t>n * 0x9E3779B97F4A7C15ULL)
+    cdef uint64_t w
+    while n >= 8:
+        memcpy(&w, p, 8)
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL
+        h ^= h >> 32
+        p += 8
+        n -= 8
+    if n:
+        w = 0
+        memcpy(&w, p, n)
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL
+        h ^= h >> 29
+    h = (h ^ (h >> 31)) * 0xBF58476D1CE4E5B9ULL
+    return (h ^ (h >> 30)) | 1   # 0 marks an empty slot
 
 
 cdef class MsgIdxTable:
@@ -404,7 +419,9 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
     ``banners``; a key not there is passed to ``on_mark(raw)`` / ``on_banner(raw)``,
     which return its id (negative: not valid), and is added. Returns ``(status, info,
     rowstart, rows, ids, bids, masks)``: per message ``status`` (int8, 0 fast: simple
-    shape, every mark and banner valid / 1 slow) and ``info`` (int64 [n, 7]: top banner
+    shape, every mark and banner valid / 1 slow / 2 the simple shape without tearline
+    sections, banners valid, some portion marks not valid but at least one valid; its
+    rows are filled, the invalid marks' ids are -1) and ``info`` (int64 [n, 7]: top banner
     end, bottom banner start and end, number of rows, number of tearline sections,
     stripped top banner start and end); ``rowstart`` (int64 [n+1]) indexes ``rows``
     (int64 [k, 4]: line start, mark end, line end (offsets within the message), kind: 0
@@ -415,7 +432,7 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
     the lookups of known keys run without the GIL."""
     cdef Py_ssize_t nmsg = offsets.shape[0] - 1
     cdef Py_ssize_t total = buf.shape[0]
-    cdef Py_ssize_t i, j, r, cap, p, a, b, nmiss = 0
+    cdef Py_ssize_t i, j, r, cap, p, a, b, nmiss = 0, nbad, ngood
     cdef int v
     cdef uint64_t small
     if nmsg < 0:
@@ -510,18 +527,27 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
                 status[i] = 1
                 continue
             small = 0
+            nbad = 0
+            ngood = 0
             for j in range(rowstart[i], rowstart[i + 1]):
                 v = ids[j]
-                if rows[j, 3] == 0 or rows[j, 3] == 2:
+                if rows[j, 3] == 2 and v < 0:
+                    status[i] = 1
+                    break
+                if rows[j, 3] == 0:
                     if v < 0:
-                        status[i] = 1
-                        break
-                    if rows[j, 3] == 0:
-                        if v < 64:
-                            small |= (<uint64_t>1) << v
-                        else:
-                            wide[i] = 1
+                        nbad += 1
+                        continue
+                    ngood += 1
+                    if v < 64:
+                        small |= (<uint64_t>1) << v
+                    else:
+                        wide[i] = 1
             smalls[i] = small
+            if nbad and not status[i]:
+                # invalid marks only, in one section that keeps a valid portion: the
+                # parser's findings are exactly one per invalid mark (MSGIDX_BAD_MARKS)
+                status[i] = MSGIDX_BAD if info[i, 4] == 0 and ngood else 1
     masks = [0] * nmsg
     for i in range(nmsg):
         if status[i]:
@@ -610,3 +636,241 @@ def msgidx_real_matches(const int64_t[::1] sel, const signed char[::1] status,
                     continue  # inside a portion mark, or a section banner line
             out[i] += 1
     return out_a
+
+
+# Capture blocks (guard/capture.py): the records of one decoded block, located in one
+# pass so that a replay hands the payloads to the pipeline without building a Python
+# object per record. Only locating: any record this pass does not fully understand
+# (a length that does not fit, a string that is not plain ASCII) makes it answer
+# "fall back", and the Python decoder then decides and explains (same validation).
+
+cdef inline unsigned int _cap_u16(const unsigned char *b) noexcept nogil:
+    return <unsigned int>b[0] | (<unsigned int>b[1] << 8)
+
+
+cdef inline unsigned int _cap_u32(const unsigned char *b) noexcept nogil:
+    return (<unsigned int>b[0] | (<unsigned int>b[1] << 8) | (<unsigned int>b[2] << 16)
+            | (<unsigned int>b[3] << 24))
+
+
+cdef inline bint _cap_ascii(const unsigned char *b, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t q
+    for q in range(n):
+        if b[q] >= 0x80:
+            return False
+    return True
+
+
+# boundscheck off: every read is preceded by a check that it ends at or before ``end``
+# (<= n, the buffer's length); spans/times are written for k < count (their shape).
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef int _capture_locate(const unsigned char *b, Py_ssize_t n, Py_ssize_t count,
+                         double[::1] times, int64_t[:, ::1] spans) noexcept nogil:
+    """0: every record located; 1: the Python decoder must decide."""
+    cdef Py_ssize_t pos = 0, k, p, end, j, m, slen, nprops = 0
+    cdef double t
+    for k in range(count):
+        if pos + 12 > n:
+            return 1
+        end = pos + 4 + <Py_ssize_t>_cap_u32(b + pos)
+        if end > n:
+            return 1
+        memcpy(&t, b + pos + 4, 8)   # little-endian f64 (x86-64 and aarch64 are LE)
+        times[k] = t
+        p = pos + 12
+        for j in range(4):           # id, flow, topic; then the property count
+            if p + 2 > end:
+                return 1
+            slen = _cap_u16(b + p)
+            p += 2
+            if j == 3:
+                nprops = slen
+                break
+            if p + slen > end or not _cap_ascii(b + p, slen):
+                return 1
+            if j < 2:
+                spans[k, 2 * j] = p
+                spans[k, 2 * j + 1] = p + slen
+            p += slen
+        for m in range(2 * nprops):
+            if p + 2 > end:
+                return 1
+            slen = _cap_u16(b + p)
+            p += 2
+            if p + slen > end or not _cap_ascii(b + p, slen):
+                return 1
+            p += slen
+        if p + 4 > end:
+            return 1
+        if p + 4 + <Py_ssize_t>_cap_u32(b + p) != end:
+            return 1
+        spans[k, 4] = p + 4
+        spans[k, 5] = end
+        pos = end
+    return 0 if pos == n else 1
+
+
+def capture_locate(const unsigned char[::1] raw, Py_ssize_t count):
+    """Locate ``count`` records in a decoded capture block (format in guard/capture.py).
+
+    Returns ``None`` when the Python decoder must decide (anything unusual: damage,
+    non-ASCII strings, bytes after the last record), else ``(times, spans)``: float64
+    [count] record times and int64 [count, 6] spans in ``raw``: message id start/end,
+    flow start/end, payload start/end."""
+    cdef int status
+    if count < 0:
+        return None
+    times_a = np.empty(count, dtype=np.float64)
+    spans_a = np.empty((count, 6), dtype=np.int64)
+    cdef double[::1] times = times_a
+    cdef int64_t[:, ::1] spans = spans_a
+    cdef Py_ssize_t n = raw.shape[0]
+    if n == 0:
+        return None if count else (times_a, spans_a)
+    with nogil:
+        status = _capture_locate(&raw[0], n, count, times, spans)
+    return None if status else (times_a, spans_a)
+
+
+cdef inline object _msgidx_finding(object cls, object rule, object message, Py_ssize_t s,
+                                   Py_ssize_t e):
+    # a frozen dataclass: fields set as its __init__ does (object.__setattr__), minus
+    # the Python-level call of __init__ itself
+    f = cls.__new__(cls)
+    PyObject_GenericSetAttr(f, "rule", rule)
+    PyObject_GenericSetAttr(f, "message", message)
+    PyObject_GenericSetAttr(f, "start", s)
+    PyObject_GenericSetAttr(f, "end", e)
+    return f
+
+
+cdef class MsgIdxRows:
+    """The rows of one ``msgidx_index`` result, held for per-message questions (the
+    arrays are taken once per batch, not on every call)."""
+
+    cdef const int64_t[::1] rowstart
+    cdef const int64_t[:, ::1] rows
+    cdef const int[::1] ids
+
+    def __cinit__(self, const int64_t[::1] rowstart, const int64_t[:, ::1] rows,
+                  const int[::1] ids):
+        cdef Py_ssize_t i
+        if rows.shape[1] < 4 or ids.shape[0] < rowstart[rowstart.shape[0] - 1]:
+            raise ValueError("MsgIdxRows: arrays of inconsistent shapes")
+        for i in range(rowstart.shape[0] - 1):
+            if (rowstart[i] < 0 or rowstart[i] > rowstart[i + 1]
+                    or rowstart[i + 1] > rows.shape[0]):
+                raise ValueError("MsgIdxRows: rowstart does not index rows")
+        self.rowstart = rowstart
+        self.rows = rows
+        self.ids = ids
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def sections(self, Py_ssize_t k, list btexts, list bmarks):
+        """The tearline sections of message k: ``[(banner text, banner marking, (start,
+        end), mask, [portion index])]`` with ``btexts[id]`` / ``bmarks[id]`` for the
+        section banner's id and ``mask`` the bit set of the section's mark ids."""
+        cdef Py_ssize_t lo, hi, j, port = 0
+        cdef int i
+        cdef list cur = None
+        cdef Py_ssize_t last
+        if k < 0 or k + 1 >= self.rowstart.shape[0]:
+            raise IndexError("message index out of range")
+        lo = self.rowstart[k]
+        hi = self.rowstart[k + 1]
+        out = []
+        mask = 0
+        for j in range(lo, hi):
+            i = self.ids[j]
+            if (self.rows[j, 3] == 0 and i < 0) or (self.rows[j, 3] == 2 and (
+                    i < 0 or i >= len(btexts) or i >= len(bmarks))):
+                raise ValueError("MsgIdxRows.sections: message k is not indexed")
+            if self.rows[j, 3] == 0:
+                if cur is not None:
+                    cur.append(port)
+                    mask |= (<object>1) << i
+                port += 1
+            elif self.rows[j, 3] == 2:
+                if cur is not None:
+                    last = len(out) - 1
+                    out[last] = (*out[last][:3], mask, cur)
+                cur = []
+                mask = 0
+                out.append((btexts[i], bmarks[i], (self.rows[j, 0], self.rows[j, 2]), 0, cur))
+        if cur is not None:
+            last = len(out) - 1
+            out[last] = (*out[last][:3], mask, cur)
+        return out
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def portions(self, Py_ssize_t k, list texts, list markings, object cls):
+        """The portions of message k as ``cls(start, end, mark_end, texts[id], section,
+        markings[id])`` (guard.messages.Portion, fields set as its ``__init__`` does),
+        and the other rows as ``(kind, start, end)`` in order (1 tearline, 2 section
+        banner, 3 closing banner); ``section`` counts the tearlines before a portion."""
+        cdef Py_ssize_t lo, hi, j, sec = 0
+        cdef int i
+        if k < 0 or k + 1 >= self.rowstart.shape[0]:
+            raise IndexError("message index out of range")
+        lo = self.rowstart[k]
+        hi = self.rowstart[k + 1]
+        out = []
+        other = []
+        for j in range(lo, hi):
+            if self.rows[j, 3] != 0:
+                if self.rows[j, 3] == 1:
+                    sec += 1
+                other.append((self.rows[j, 3], self.rows[j, 0], self.rows[j, 2]))
+                continue
+            i = self.ids[j]
+            if i < 0 or i >= len(texts) or i >= len(markings):
+                raise ValueError("MsgIdxRows.portions: message k is not indexed")
+            f = cls.__new__(cls)
+            PyObject_GenericSetAttr(f, "start", self.rows[j, 0])
+            PyObject_GenericSetAttr(f, "end", self.rows[j, 2])
+            PyObject_GenericSetAttr(f, "mark_end", self.rows[j, 1])
+            PyObject_GenericSetAttr(f, "mark", texts[i])
+            PyObject_GenericSetAttr(f, "section", sec)
+            PyObject_GenericSetAttr(f, "marking", markings[i])
+            out.append(f)
+        return out, other
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def split(self, Py_ssize_t k, bytes withheld, list why, object cls):
+        """The portions of message k split by mark id: ``withheld[id]`` (a byte) is
+        nonzero for the mark ids whose portions may not go, and ``why[id]`` then holds
+        their ``(rule, message)`` pairs. Returns ``(findings, lines, pids, kept)``:
+        ``cls(rule, message, line start, line end)`` for each pair of each withheld
+        portion, in order; every portion's line span and mark id; the indices of the
+        portions not withheld."""
+        cdef Py_ssize_t lo, hi, j, p = 0, nw = len(withheld)
+        cdef const unsigned char *w = <const unsigned char *>PyBytes_AS_STRING(withheld)
+        cdef int i
+        if k < 0 or k + 1 >= self.rowstart.shape[0]:
+            raise IndexError("message index out of range")
+        lo = self.rowstart[k]
+        hi = self.rowstart[k + 1]
+        findings = []
+        lines = []
+        pids = []
+        kept = []
+        for j in range(lo, hi):
+            if self.rows[j, 3] != 0:
+                continue
+            i = self.ids[j]
+            if i < 0 or i >= nw or i >= len(why):
+                raise ValueError("MsgIdxRows.split: a portion's mark id is not judged")
+            lines.append((self.rows[j, 0], self.rows[j, 2]))
+            pids.append(i)
+            if w[i]:
+                for rule, message in why[i]:
+                    findings.append(_msgidx_finding(cls, rule, message, self.rows[j, 0],
+                                                    self.rows[j, 2]))
+            else:
+                kept.append(p)
+            p += 1
+        return findings, lines, pids, kept

@@ -13,11 +13,16 @@ Batches (``decide_batch``) are fast for the common shapes: the parse stage index
 whole batch in one pass of the Cython core (``messages.BatchIndex``: banners, portion
 lines, tearline sections, each distinct mark and banner interned once per pipeline), the
 scan stage counts in the core the matches outside banners and marks, and a message with
-none, a true banner and only marks the policy releases (judged once per distinct mark) is
-released without building a ``Message``; one whose only problem is whole portions to
-withhold is redacted from the index. Every other message takes the per-message path
-(``Stage.run``), which explains what it finds; tests/test_decide_fastpath.py checks that
-both paths decide identically.
+a true banner and no match the decision would act on (none, or only matches of
+``scope: released`` lists in withheld portions) is decided on the index without building
+a ``Message``: released unchanged when the policy releases all its marks (judged once per
+distinct mark), else its withheld portions dropped, its best releasable tearline section
+released alone, or the whole message blocked (``nothing-releasable``,
+``partial-release-disallowed``), with the findings built in the core. A message whose
+only fault is invalid portion marks is blocked from the index with the parser's findings.
+Every other message takes the per-message path (``Stage.run``), which explains what it
+finds; tests/test_decide_fastpath.py and tests/test_decide_batchpaths.py check that both
+paths decide identically. The cyclic garbage collector is paused while batches run.
 
 Verdicts: ``release`` (the input leaves unchanged), ``redact`` (non-releasable portions,
 PII or matched terms removed, banners recomputed, or a tearline section released on its
@@ -30,11 +35,12 @@ Findings never quote a matched term: they name the list and point at the span.
 from __future__ import annotations
 
 import contextlib
+import gc
 import queue
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +155,42 @@ class _Ctx:
         self.findings.extend(findings)
 
 
+_new = object.__new__
+_SET_RULE, _SET_MSG = Finding.rule.__set__, Finding.message.__set__  # type: ignore[attr-defined]
+_SET_START, _SET_END = Finding.start.__set__, Finding.end.__set__  # type: ignore[attr-defined]
+
+
+def _finding(rule: str, message: str, start: int, end: int) -> Finding:
+    """``Finding(rule, message, start, end)``, built without the frozen dataclass's
+    ``__init__`` (which sets each field through ``object.__setattr__``): the very same
+    object at about half the cost, for the many per-portion findings of a batch."""
+    f = _new(Finding)
+    _SET_RULE(f, rule)
+    _SET_MSG(f, message)
+    _SET_START(f, start)
+    _SET_END(f, end)
+    return f
+
+
+def _released(output: bytes | None, banner: str | None, pid: str, message_id: str,
+              candidate: bytes | None, lanes: tuple[str, ...]) -> Decision:
+    """``Decision("release", [], output, banner, pid, message_id, "text", candidate,
+    lanes)`` with its fields set directly (a batch makes hundreds: about half the cost
+    of ``__init__``); every field is set (tests compare it with ``__init__``'s)."""
+    d = _new(Decision)
+    d.verdict = "release"
+    d.findings = []
+    d.output = output
+    d.banner = banner
+    d.policy_sha256 = pid
+    d.message_id = message_id
+    d.format = "text"
+    d.candidate = candidate
+    d.lanes = lanes
+    d.auto_release = False
+    return d
+
+
 def _internal(msg: str, n: int = 0) -> Finding:
     return Finding("internal-error", msg, 0, n)
 
@@ -222,16 +264,28 @@ class ParseStage(Stage):
         k = 0
         for c in ctxs:
             if k < len(live) and live[k] is c:
-                if fast[k]:
+                bad = None if fast[k] else self._bad_marks(ix, k)  # type: ignore[arg-type]
+                if fast[k] or bad:
                     if not c.blocked and now > c.deadline:
                         c.block([_internal("the time budget ran out before stage 'parse'")])
                     c.ix = (ix, k)  # type: ignore[assignment]
+                    if bad:  # as parse_message explains it
+                        c.block(bad)
                     c.completed.append(self.name)
                     k += 1
                     continue
                 k += 1
             _guarded(self, c, self.run)
         tick()
+
+    @staticmethod
+    def _bad_marks(ix: BatchIndex, k: int) -> list[Finding] | None:
+        """The findings of an indexed message whose only problem is invalid portion
+        marks (None when ``run`` must parse it); its parse ends there (blocked)."""
+        try:
+            return ix.bad_mark_findings(k)
+        except Exception:  # the parser decides and explains
+            return None
 
 
 class ScanStage(Stage):
@@ -345,9 +399,12 @@ class DecideStage(Stage):
                                     policy.encoded_action, enc_scope)
         # caches keyed by the marking TEXT (cheap to hash; a Marking hashes all its fields)
         self._reasons: dict[str, tuple[tuple[str, str], ...]] = {}
+        # the same, as the (rule, message) pairs of the findings of a withheld portion
+        self._withheld_msgs: dict[str, tuple[tuple[str, str], ...]] = {}
         self._banner: dict[tuple[str, frozenset[str]], tuple[str, ...]] = {}
         # indexed messages: (generation, ids evaluated, bit set of ids with reasons)
         self._withheld: tuple[int, int, int] = (-1, 0, 0)
+        self._wtables: tuple[int, bytes, list[Any]] = (-1, b"", [])
         self._banner_ok: dict[tuple[int, str, int], bool] = {}
 
     def withheld_mask(self, ix: BatchIndex) -> int:
@@ -391,57 +448,114 @@ class DecideStage(Stage):
         return ok
 
     def _withhold(self, ctx: _Ctx, ix: BatchIndex, k: int, withheld: int) -> bool:
-        """Withhold the portions of indexed message k whose marks are in ``withheld``
-        and keep the rest (the ``run`` outcome for a one-section message with a true
-        banner and no match, when the policy releases portions); False when ``run``
-        must decide instead (tearline sections, no portion release, nothing left)."""
-        if not self.policy.portion_release or (ix.sections and ix.sections[k]):
+        """The ``run`` outcome for indexed message k (true banners, no match) whose
+        portions with marks in ``withheld`` may not go: keep the rest of a one-section
+        message (portion release), release the best whole tearline section on its own
+        (tearline release), or block when nothing may be released or the policy does not
+        release part of a message. False when ``run`` must decide instead (several
+        sections each keeping portions)."""
+        pol = self.policy
+        secs = ix.sections[k] if ix.sections else None
+        flags, why = self._withheld_tables(ix)
+        # per portion: line span, mark id; the findings of the withheld ones; the others
+        findings, lines, pids, kept = ix.row_index.split(k, flags, why, Finding)
+        if not findings:
             return False
-        lo, hi = int(ix.rowstart[k]), int(ix.rowstart[k + 1])
-        texts, markings = ix.texts, ix.markings
-        kept: list[tuple[int, int]] = []
-        kept_mask = 0
-        findings: list[Finding] = []
-        for (s, _me, e, _kind), i in zip(ix.rows[lo:hi].tolist(), ix.ids[lo:hi].tolist(),
-                                         strict=True):
-            if withheld >> i & 1:
-                findings += [Finding(r, f"portion withheld: {t}", s, e)
-                             for r, t in self.reasons(texts[i], markings[i])]
+        keep: list[int] | None = None
+        tear = [sec for sec in secs if not sec[3] & withheld] if secs else []
+        if pol.tearline_release and tear:
+            best = max(tear, key=lambda sec: len(sec[4]))
+            keep = best[4]
+            findings.append(Finding("tearline-release", "only the releasable tearline "
+                                    "section is released, on its own; the rest of the "
+                                    "report is withheld", *best[2]))
+        elif pol.portion_release:
+            if kept and secs:
+                return False  # portions kept in several sections: run writes them
+            if kept:
+                keep = kept
             else:
-                kept.append((s, e))
-                kept_mask |= 1 << i
-        if not kept or not findings:
-            return False
+                ctx.block([Finding("nothing-releasable", "no portion of the message may "
+                                   "be released to the destination", 0, len(ctx.data)),
+                           *findings])
+                return True
+        else:
+            ctx.block([Finding("partial-release-disallowed", "some portions may not be "
+                               "released and the policy does not allow releasing part "
+                               "of a message", 0, len(ctx.data)), *findings])
+            return True
+        kept_mask = 0
+        for p in keep:
+            kept_mask |= 1 << pids[p]
         ctx.findings = findings
-        ctx.keep = (kept, kept_mask)
+        ctx.keep = ([lines[p] for p in keep], kept_mask)
         ctx.rewrite = True
         return True
 
+    def _ignorable(self, ix: BatchIndex, k: int, matches: Sequence[Match],
+                   withheld: int) -> bool:
+        """Every match of indexed message k is one ``run`` ignores whatever it releases:
+        inside a banner line or a portion mark, or a match of a term list whose action
+        applies only to released text (scope ``released``) lying outside every portion
+        or in a portion whose mark is withheld (never released). Lane and encoded
+        matches, and any other, make ``run`` decide."""
+        lo, hi = int(ix.rowstart[k]), int(ix.rowstart[k + 1])
+        rows = ix.rows[lo:hi].tolist()
+        ids = ix.ids[lo:hi].tolist()
+        top, b0, b1 = ix.info[k, :3].tolist()
+        starts = [r[0] for r in rows]
+        specs = self.specs
+        for mt in matches:
+            if mt.kind == "encoded" or mt.list_name in self.lanes:
+                return False
+            s, e = mt.start, mt.end
+            j = bisect_right(starts, s) - 1
+            if j >= 0 and rows[j][3] == 0 and s < rows[j][2]:
+                if e <= rows[j][1]:
+                    continue  # inside the portion mark
+                if not withheld >> ids[j] & 1:
+                    return False  # in a portion that may be released
+            elif (e <= top or (b0 <= s and e <= b1)
+                  or (j >= 0 and rows[j][3] >= 2 and e <= rows[j][2])):
+                continue  # inside a banner line
+            spec = specs.get(mt.list_name)
+            if spec is None or spec.kind == "clean":
+                continue
+            if spec.scope != "released":
+                return False
+        return True
+
     def run_batch(self, ctxs: Sequence[_Ctx], tick: Callable[[], None]) -> None:
-        """Indexed messages with no match outside banners and marks, every portion
-        releasable and a true banner are released unchanged without building a Message;
-        every other message takes ``run``, which explains what it finds."""
+        """Indexed messages with a true banner and no match ``run`` would act on are
+        decided on the index without building a Message: released unchanged when every
+        portion may go, else withheld portions are dropped, a tearline section released
+        alone or the message blocked (``_withhold``); every other message takes ``run``,
+        which explains what it finds."""
         now = time.perf_counter()  # the budget is checked between stages
-        masks: dict[int, int] = {}  # per batch: ids whose portions are withheld
+        name, banner_ok = self.name, self.banner_ok
+        last: BatchIndex | None = None  # the batch of the previous message, and ...
+        w = 0                           # ... the bit set of its withheld mark ids
         for ctx in ctxs:
             ix = ctx.ix
-            if ix is not None and not ctx.blocked and ctx.real == 0 and not ctx.matches:
+            if ix is not None and not ctx.blocked and (ctx.real == 0) == (not ctx.matches):
                 try:
                     if now > ctx.deadline:
                         raise TimeoutError("the time budget ran out before stage 'decide'")
                     batch, k = ix
                     if (batch.generation == batch.marks.generation
-                            and self.banner_ok(batch, k)):
-                        w = masks.get(id(batch))
-                        if w is None:
-                            w = masks[id(batch)] = self.withheld_mask(batch)
+                            and banner_ok(batch, k)):
+                        if batch is not last:
+                            last, w = batch, self.withheld_mask(batch)
                         withheld = batch.masks[k] & w
-                        if not withheld:
-                            ctx.plain = True
-                            ctx.banner = batch.banners[k]
-                        if withheld == 0 or self._withhold(ctx, batch, k, withheld):
-                            ctx.completed.append(self.name)
-                            continue
+                        # matches that no outcome would act on do not need ``run``
+                        if not ctx.matches or self._ignorable(batch, k, ctx.matches,
+                                                              withheld):
+                            if not withheld:
+                                ctx.plain = True
+                                ctx.banner = batch.banners[k]
+                            if withheld == 0 or self._withhold(ctx, batch, k, withheld):
+                                ctx.completed.append(name)
+                                continue
                 except Exception as exc:
                     ctx.block([_internal(f"stage 'decide' failed: {type(exc).__name__}: "
                                          f"{exc}")])
@@ -459,6 +573,32 @@ class DecideStage(Stage):
             if len(self._reasons) > 65536:
                 self._reasons.clear()
             self._reasons[mark] = got
+        return got
+
+    def _withheld_tables(self, ix: BatchIndex) -> tuple[bytes, list[Any]]:
+        """Per mark id of ``ix``: a byte, 1 when its portions are withheld, and then
+        the (rule, message) pairs of their findings (extended as the index grows)."""
+        gen, flags, why = self._wtables
+        n = len(ix.texts)
+        if gen != ix.generation:
+            flags, why = b"", []
+        if len(why) < n:
+            texts, markings = ix.texts, ix.markings
+            why = why[:]  # another thread may be reading the old list
+            for i in range(len(why), n):
+                why.append(self.withheld_findings(texts[i], markings[i]))
+            flags = bytes(1 if w else 0 for w in why)
+            self._wtables = (ix.generation, flags, why)
+        return flags, why
+
+    def withheld_findings(self, mark: str, m: Marking) -> tuple[tuple[str, str], ...]:
+        """``reasons`` as the (rule, message) of each finding of a withheld portion."""
+        got = self._withheld_msgs.get(mark)
+        if got is None:
+            got = tuple((r, f"portion withheld: {t}") for r, t in self.reasons(mark, m))
+            if len(self._withheld_msgs) > 65536:
+                self._withheld_msgs.clear()
+            self._withheld_msgs[mark] = got
         return got
 
     def uncaveated(self, m: Marking) -> bool:
@@ -597,9 +737,14 @@ class DecideStage(Stage):
         if not withheld:
             sections = [list(s.portions) for s in msg.sections]
         else:
-            for i, rs in withheld.items():
+            why = self.withheld_findings
+            for i in withheld:
                 p = portions[i]
-                findings += [Finding(r, f"portion withheld: {t}", p.start, p.end) for r, t in rs]
+                if withheld[i] is self.reasons(texts[i], marks[i]):
+                    findings += [_finding(r, t, p.start, p.end) for r, t in why(texts[i], marks[i])]
+                else:
+                    findings += [Finding(r, f"portion withheld: {t}", p.start, p.end)
+                                 for r, t in withheld[i]]
             tear = [s for s in msg.sections
                     if s.tearline and not any(i in withheld for i in s.portions)]
             if pol.tearline_release and tear:
@@ -791,6 +936,31 @@ class _Worker:
             done.set()
 
 
+# ---------------------------------------------------------------------------- GC
+
+_gc_lock = threading.Lock()
+_gc_users = [0, False]   # batches running, whether the collector was on when they began
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while batches run (in any thread), resumed
+    when the last one ends. A batch builds many short-lived objects and no cycles that
+    matter: the collector's passes over them cost ~4% of a batch for nothing."""
+    with _gc_lock:
+        if _gc_users[0] == 0:
+            _gc_users[1] = gc.isenabled()
+            gc.disable()
+        _gc_users[0] += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users[0] -= 1
+            if _gc_users[0] == 0 and _gc_users[1]:
+                gc.enable()
+
+
 # ---------------------------------------------------------------------------- pipeline
 
 class Pipeline:
@@ -843,6 +1013,12 @@ class Pipeline:
         return True
 
     def _finish(self, ctx: _Ctx, ok: bool, pid: str, now: float | None = None) -> Decision:
+        if (ok and ctx.verdict == "release" and not ctx.blocked and not ctx.findings
+                and ctx.ix is not None and ctx._msg is None and now is not None
+                and now <= ctx.deadline and ctx.completed == _ALL_STAGES):
+            # the common case, decided on the index (what the general path gives it)
+            return _released(ctx.output, ctx.banner, pid, ctx.message_id, ctx.candidate,
+                             ctx.lanes)
         msg = ctx._msg  # never built here just for its format
         fmt = msg.format if msg is not None else "text" if ctx.ix is not None else ""
         if now is None:
@@ -876,6 +1052,11 @@ class Pipeline:
     def decide_batch(self, messages: Sequence[bytes],
                      message_ids: Sequence[str] | None = None) -> list[Decision]:
         """Decide many messages; the scans run through ``Scanner.scan_batch``."""
+        with _gc_paused():
+            return self._decide_batch(messages, message_ids)
+
+    def _decide_batch(self, messages: Sequence[bytes],
+                      message_ids: Sequence[str] | None) -> list[Decision]:
         pid = self.policy.sha256
         budget = self.policy.time_budget_ms / 1000.0
         ids = list(message_ids) if message_ids is not None else [""] * len(messages)

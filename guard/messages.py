@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from guard._core import MsgIdxTable, msgidx_index
+from guard._core import MsgIdxRows, MsgIdxTable, msgidx_index
 from guard.findings import Finding
 from guard.markings import Marking, ParseResult, parse, recognize_portions, render_banner
 
@@ -262,6 +262,13 @@ def _fast_text(data: bytes, text: bytes, max_portions: int, fmt: str) -> Message
     return msg
 
 
+def _invalid_mark(pres: ParseResult, start: int, end: int) -> Finding:
+    """The finding for a portion mark that is not valid (``pres``: its parse)."""
+    why = "; ".join(x.message for x in pres.errors) or "not a portion mark"
+    return Finding("portion-invalid", f"the portion mark ({pres.input}) is not valid: {why}",
+                   start, end)
+
+
 def parse_text(data: bytes, text: bytes, max_portions: int, fmt: str = "text") -> Message:
     """Parse a plain-text report held in ``text`` (``data`` is the original bytes)."""
     fast = _fast_text(data, text, max_portions, fmt)
@@ -323,9 +330,7 @@ def parse_text(data: bytes, text: bytes, max_portions: int, fmt: str = "text") -
             raw_mark = line[1:close]
             pres = pcache.get(raw_mark) or _portion_mark(raw_mark)
             if pres.errors or pres.marking is None:
-                why = "; ".join(x.message for x in pres.errors) or "not a portion mark"
-                find(Finding("portion-invalid", f"the portion mark ({pres.input}) is not "
-                             f"valid: {why}", s, s + close + 1))
+                find(_invalid_mark(pres, s, s + close + 1))
                 continue
             sec_portions.append(len(portions))
             portions.append(Portion(s, e, s + close + 1, pres.input, sec_index, pres.marking))
@@ -472,6 +477,7 @@ class BatchIndex:
             self.texts, self.markings = marks.texts, marks.markings
             btexts, bmarks = marks.btexts, marks.bmarkings
         self.fast_list: list[bool] = (self.status == 0).tolist()
+        self._rows: MsgIdxRows | None = None
         bl = bids.tolist()
         self.banners: list[str | None] = [btexts[b] if b >= 0 else None for b in bl]
         self.banner_marks: list[Marking | None] = [bmarks[b] if b >= 0 else None for b in bl]
@@ -479,31 +485,34 @@ class BatchIndex:
         self.sections: list[list[tuple[str, Marking, tuple[int, int], int, list[int]]]] = []
         if self.info[:, 4].any():
             self.sections = [[] for _ in datas]
+            rows = self.row_index
             for k in np.flatnonzero(self.info[:, 4]).tolist():
                 if self.fast_list[k]:
-                    self._index_sections(k, btexts, bmarks)
+                    self.sections[k] = rows.sections(k, btexts, bmarks)
 
-    def _index_sections(self, k: int, btexts: list[str], bmarks: list[Marking]) -> None:
-        """Fill ``sections[k]`` from the rows of message k."""
+    @property
+    def row_index(self) -> MsgIdxRows:
+        """The rows, ids and row starts held by the core for per-message questions."""
+        if self._rows is None:
+            self._rows = MsgIdxRows(self.rowstart, self.rows, self.ids)
+        return self._rows
+
+    def bad_mark_findings(self, k: int) -> list[Finding] | None:
+        """What ``parse_message`` finds in message k when the index saw the simple shape
+        without tearline sections, valid banners, at least one valid portion mark and
+        some not valid (status 2): one ``portion-invalid`` finding per invalid mark, in
+        order. None for any other message."""
+        if int(self.status[k]) != 2:
+            return None
+        data = self.datas[k]
         lo, hi = int(self.rowstart[k]), int(self.rowstart[k + 1])
-        out = self.sections[k]
-        cur: list[int] | None = None
-        mask = 0
-        port = 0
-        for (s, _me, e, kind), i in zip(self.rows[lo:hi].tolist(), self.ids[lo:hi].tolist(),
+        out = []
+        for (s, me, _e, kind), i in zip(self.rows[lo:hi].tolist(), self.ids[lo:hi].tolist(),
                                         strict=True):
-            if kind == 0:
-                if cur is not None:
-                    cur.append(port)
-                    mask |= 1 << i
-                port += 1
-            elif kind == 2:
-                if cur is not None:
-                    out[-1] = (*out[-1][:3], mask, cur)
-                cur, mask = [], 0
-                out.append((btexts[i], bmarks[i], (s, e), 0, cur))
-        if cur is not None:
-            out[-1] = (*out[-1][:3], mask, cur)
+            if kind == 0 and i < 0:
+                raw = data[s + 1:me - 1]
+                out.append(_invalid_mark(_pcache.get(raw) or _portion_mark(raw), s, me))
+        return out
 
     def fast(self, k: int) -> bool:
         """Message k has the simple shape and valid banners."""
@@ -515,20 +524,18 @@ class BatchIndex:
             raise ValueError("message is not indexed")
         data = self.datas[k]
         top, b0, b1 = self.info[k, :3].tolist()
-        lo, hi = int(self.rowstart[k]), int(self.rowstart[k + 1])
-        texts, markings = self.texts, self.markings
         banner, bm = self.banners[k], self.banner_marks[k]
         msg = Message("text", data, data, banner or "", bm, [(0, top), (b0, b1)])
         main = Section(0, False, banner, bm, (0, top))
         msg.sections.append(main)
+        # the Portion objects are built in the core (a message may have thousands)
+        msg.portions, other = self.row_index.portions(k, self.texts, self.markings, Portion)
+        if not other:
+            main.portions = list(range(len(msg.portions)))
+            return msg
         sec = main
-        portions = msg.portions
-        for (s, me, e, kind), i in zip(self.rows[lo:hi].tolist(), self.ids[lo:hi].tolist(),
-                                       strict=True):
-            if kind == 0:
-                sec.portions.append(len(portions))
-                portions.append(Portion(s, e, me, texts[i], sec.index, markings[i]))
-            elif kind == 1:
+        for kind, s, e in other:
+            if kind == 1:
                 sec = Section(len(msg.sections), True)
                 msg.sections.append(sec)
             elif kind == 2:
@@ -536,6 +543,8 @@ class BatchIndex:
                 sec.banner, sec.marking, sec.banner_span = text, m, span
             else:
                 msg.banner_spans.append((s, e))
+        for i, p in enumerate(msg.portions):
+            msg.sections[p.section].portions.append(i)
         return msg
 
 

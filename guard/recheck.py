@@ -166,6 +166,9 @@ class Rechecker:
         same_gen = ix.generation == self.index.generation
         bad = self._bad_mask(ix) if same_gen else -1
         masks, fits = ix.masks, self._banner_fits
+        # the banner roll-up verdicts this check cached, looked up here first (the
+        # common output: one section, a banner already judged with the same marks)
+        fitted, gen, banners, secs = self._banner_mask, ix.generation, ix.banners, ix.sections
         for k in range(n):
             if results[k] is not None:
                 continue
@@ -173,9 +176,13 @@ class Rechecker:
                 results[k] = self.check(outputs[k], allow_quarantine=allow_quarantine[k]) or [
                     Finding(RULE, "the scanner flagged the output", 0, len(texts[k]))]
                 continue
-            if fast[k] and real[k] == 0 and same_gen and not masks[k] & bad and fits(ix, k):
-                results[k] = []
-                continue
+            if fast[k] and real[k] == 0 and same_gen and not masks[k] & bad:
+                ok = fitted.get((gen, banners[k], masks[k]))
+                if ok is None or (secs and secs[k]):
+                    ok = fits(ix, k)
+                if ok:
+                    results[k] = []
+                    continue
             prep = preps[k] or self.prepare(outputs[k])
             if prep.findings:
                 results[k] = prep.findings
