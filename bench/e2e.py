@@ -8,10 +8,11 @@ Traffic: seeded generator messages of the releasable kinds (finished intelligenc
 OSINT, climate, portion-marked reports that get redacted, tearline reports) at a fixed
 size (512 B, 4 KB, 64 KB), so that every message crosses and the two paths carry the
 same count; each one is still parsed, scanned, decided, redacted where needed,
-re-checked, recorded in the signed audit log and stamped. A producer process
-publishes QoS 1 as fast as it can (throughput: first to last arrival at a QoS-1
-subscriber on the low side), then again at half the rate just measured (latency: p50
-and p99 from the send time carried in the message id to the arrival).
+re-checked, recorded in the signed audit log and stamped. Producer processes (two
+by default: one Python producer limits the bridge) publish QoS 1 as fast as they
+can (throughput: first to last arrival at a QoS-1 subscriber on the low side), then
+again at half the rate just measured (latency: p50 and p99 from the send time carried
+in the message id to the arrival).
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from guard.bench._mqttload import Endpoint, bridge_pair, endpoint, paho_client
+from guard.domains.mqtt_client import _UserProperties
 
 FLOW = "us-secret-to-gbr"
 RELEASABLE = {"clean-finished": 0.35, "clean-osint": 0.15, "clean-climate": 0.15,
@@ -45,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="messages per throughput run at 512 B and 4 KB (64 KB: a fifth)")
     parser.add_argument("--workers", type=int, default=1, help="guard worker processes")
     parser.add_argument("--sizes", default="512,4096,65536", help="message sizes to measure")
+    parser.add_argument("--producers", type=int, default=2,
+                        help="producer processes feeding each path (the same for both)")
 
 
 # -- producer (its own process, so that it does not compete for the GIL) -----------------
@@ -58,13 +59,15 @@ def _produce(job: dict[str, Any]) -> None:
     tag = job["tag"]
     start = time.perf_counter()
     infos = []
-    for i in range(job["count"]):
+    first, step = job.get("first", 0), job.get("step", 1)
+    for n, i in enumerate(range(first, job["count"], step)):
         if interval:
-            delay = start + i * interval - time.perf_counter()
+            delay = start + n * interval - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-        props = Properties(PacketTypes.PUBLISH)
-        props.UserProperty = [("message-id", f"{tag}-{i}-{time.time_ns()}"), ("flow", FLOW)]
+        # pre-encoded user properties (paho's generic encoder costs ~20 us each): the
+        # producer must not be what limits the bridge
+        props = _UserProperties([("message-id", f"{tag}-{i}-{time.time_ns()}"), ("flow", FLOW)])
         infos.append(c.publish(job["topic"], payloads[i % len(payloads)], qos=1,
                                properties=props))
     for info in infos:
@@ -89,15 +92,20 @@ def _read_payloads(path: Path) -> list[bytes]:
     return out
 
 
-def _start_producer(ep: Endpoint, topic: str, payloads: Path, count: int, rate: float | None,
-                    tag: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "guard.bench.e2e"], stdin=subprocess.PIPE)
-    assert proc.stdin is not None
-    job = {"ep": ep.__dict__, "topic": topic, "payloads": str(payloads), "count": count,
-           "rate": rate, "tag": tag}
-    proc.stdin.write(json.dumps(job).encode())  # the password goes over stdin
-    proc.stdin.close()
-    return proc
+def _start_producers(ep: Endpoint, topic: str, payloads: Path, count: int, rate: float | None,
+                     tag: str, producers: int) -> list[subprocess.Popen[bytes]]:
+    """``producers`` processes publishing message i = k, k + n, ... of the run each."""
+    procs = []
+    for k in range(producers):
+        proc = subprocess.Popen([sys.executable, "-m", "guard.bench.e2e"], stdin=subprocess.PIPE)
+        assert proc.stdin is not None
+        job = {"ep": ep.__dict__, "topic": topic, "payloads": str(payloads), "count": count,
+               "rate": rate / producers if rate else None, "tag": tag, "first": k,
+               "step": producers}
+        proc.stdin.write(json.dumps(job).encode())  # the password goes over stdin
+        proc.stdin.close()
+        procs.append(proc)
+    return procs
 
 
 # -- consumer ------------------------------------------------------------------------------
@@ -111,17 +119,20 @@ class _Arrivals:
         self.tag = ""
         self.times: list[float] = []
         self.latencies: list[float] = []
-        self.client = paho_client(ep, f"e2e-sink-{os.getpid()}-{time.monotonic_ns()}")
-        self.client.on_message = self._on_message
+        self.client = paho_client(ep, f"e2e-sink-{os.getpid()}-{time.monotonic_ns()}",
+                                  fast=True)
+        self.client.on_publish_received = self._on_publish  # type: ignore[attr-defined]
         done = threading.Event()
         self.client.on_subscribe = lambda *a: done.set()
         self.client.subscribe(topic, qos=1)
         if not done.wait(10):
             raise RuntimeError("no SUBACK")
 
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+    def _on_publish(self, topic: str, payload: bytes, properties: Any, qos: int, dup: bool,
+                    packet_id: int) -> None:
         now = time.time_ns()
-        props = dict(getattr(msg.properties, "UserProperty", None) or [])
+        self.client.ack(packet_id, qos)
+        props = dict(properties)
         mid = props.get("guard-message-id") or props.get("message-id") or ""
         tag, _, rest = mid.partition("-")
         with self.lock:
@@ -162,11 +173,12 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _measure(ep: Endpoint, topic: str, arrivals: _Arrivals, payloads: Path, count: int,
-             tag: str, rate: float | None) -> dict[str, float]:
+             tag: str, rate: float | None, producers: int = 1) -> dict[str, float]:
     arrivals.reset(tag)
-    proc = _start_producer(ep, topic, payloads, count, rate, tag)
+    procs = _start_producers(ep, topic, payloads, count, rate, tag, producers)
     arrivals.wait(count, timeout_s=max(60.0, count / 100))
-    proc.wait(60)
+    for proc in procs:
+        proc.wait(60)
     times, lat = arrivals.times, arrivals.latencies
     span = times[-1] - times[0] if len(times) > 1 else 0.0
     return {"msgs_s": round((len(times) - 1) / span, 1) if span > 0 else 0.0,
@@ -205,7 +217,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
     sizes = [int(s) for s in args.sizes.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="guard-e2e-"))
-    result: dict[str, object] = {"workers": args.workers, "count": args.count}
+    result: dict[str, object] = {"workers": args.workers, "count": args.count,
+                                 "producers": args.producers}
     env = None
     try:
         payloads = {s: _payloads(workdir, s) for s in sizes}
@@ -217,9 +230,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             arr = _Arrivals(dst, f"released/{FLOW}/in")
             for s in sizes:
                 full = _measure(src, f"flows/{FLOW}/in", arr, payloads[s], counts[s],
-                                f"b{s}", None)
+                                f"b{s}", None, args.producers)
                 half = _measure(src, f"flows/{FLOW}/in", arr, payloads[s], counts[s] // 2,
-                                f"bh{s}", full["msgs_s"] / 2 or None)
+                                f"bh{s}", full["msgs_s"] / 2 or None, args.producers)
                 _store(result, "bridge", s, full, half)
             arr.close()
         finally:
@@ -236,9 +249,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         arr = _Arrivals(endpoint(gbr, "sink"), f"released/{FLOW}")
         src = endpoint(env.brokers["us-secret"], "producer")
         for s in sizes:
-            full = _measure(src, f"flows/{FLOW}/in", arr, payloads[s], counts[s], f"g{s}", None)
+            full = _measure(src, f"flows/{FLOW}/in", arr, payloads[s], counts[s], f"g{s}", None,
+                            args.producers)
             half = _measure(src, f"flows/{FLOW}/in", arr, payloads[s], counts[s] // 2,
-                            f"gh{s}", full["msgs_s"] / 2 or None)
+                            f"gh{s}", full["msgs_s"] / 2 or None, args.producers)
             _store(result, "guard", s, full, half)
         arr.close()
         status = env.stop_guard()

@@ -4,10 +4,16 @@
 acknowledgement): ``publish`` returns once the broker's PUBACK arrived (reason >= 0x80
 raises, 135 as ``NotAuthorized``), incoming messages are acknowledged only by ``ack``,
 and a session opened with ``clean_start=False`` gets its unacknowledged messages again
-after a reconnect. paho runs its network loop in its own thread; results cross into
-the event loop with ``call_soon_threadsafe``. It is the reference against which the
-in-process transport is tested, and a starting point for the daemon (which may choose
-another client after measuring, see issue 6).
+after a reconnect. It is the reference against which the in-process transport is
+tested, and the daemon's transport (bench/README.md: why paho).
+
+paho is driven from the asyncio event loop (its "external loop" mode: ``loop_read``
+when the socket is readable, ``loop_write`` when it has packets to send,
+``loop_misc`` once a second), so there is no network thread: callbacks run on the
+event loop, every publish and ack queued in one loop iteration goes out in one
+``loop_write``, and no message crosses a thread. The socket is read 256 KB at a time
+into a buffer that paho's many small reads consume (paho reads a packet header a
+byte at a time: one system call each otherwise).
 """
 
 from __future__ import annotations
@@ -15,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import threading
-from collections.abc import AsyncIterator, Sequence
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -67,25 +73,187 @@ class _UserProperties(Properties):
         return f"UserProperty={self._pairs}"  # type: ignore[attr-defined]
 
 
+_READ_CHUNK = 256 * 1024
+_READ_BUDGET = 512  # packets handled per readable event before yielding to other tasks
+_MISC_INTERVAL_S = 1.0
+
+
+class _Reason:
+    """The part of paho's ``ReasonCode`` that ``on_publish`` uses here."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+_PUBLISH_RECEIVED = Callable[[str, bytes, tuple[tuple[str, str], ...], int, bool, int], None]
+
+
+def _decode_qos1_publish(header: int, data: bytes) -> tuple[Any, ...] | None:
+    """(topic, payload, user properties, qos, dup, packet id) of an MQTT 5 QoS-1
+    PUBLISH whose only properties are user properties; None for anything else (paho
+    decodes those, and raises on malformed ones)."""
+    n = len(data)
+    if n < 5:
+        return None
+    tlen = (data[0] << 8) | data[1]
+    k = 2 + tlen
+    if k + 3 > n:
+        return None
+    topic = data[2:k].decode("utf-8")
+    mid = (data[k] << 8) | data[k + 1]
+    k += 2
+    plen = shift = 0
+    while True:  # variable byte integer: the properties' length
+        if k >= n or shift > 21:
+            return None
+        b = data[k]
+        k += 1
+        plen |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    end = k + plen
+    if mid == 0 or end > n or "\x00" in topic:
+        return None
+    props = []
+    while k < end:
+        if data[k] != 0x26 or k + 3 > end:
+            return None
+        klen = (data[k + 1] << 8) | data[k + 2]
+        k += 3
+        if k + klen + 2 > end:
+            return None
+        key = data[k:k + klen].decode("utf-8")
+        k += klen
+        vlen = (data[k] << 8) | data[k + 1]
+        k += 2
+        if k + vlen > end:
+            return None
+        value = data[k:k + vlen].decode("utf-8")
+        k += vlen
+        if "\x00" in key or "\x00" in value:
+            return None
+        props.append((key, value))
+    return topic, data[end:], tuple(props), 1, bool(header & 0x08), mid
+
+
+class FastDecodeClient(mqtt.Client):
+    """A paho client that decodes the common packets (QoS-1 PUBLISH with only user
+    properties, PUBACK) itself.
+
+    paho builds a ``Properties`` object, a ``ReasonCode`` and an ``MQTTMessage`` per
+    packet (~100 us per message at 4 KB, the largest cost of the relay once the
+    network threads were gone: profiled); every other packet, and every packet the
+    lean decoder does not accept, goes through paho unchanged. With manual
+    acknowledgement, a QoS-1 PUBLISH goes to ``on_publish_received(topic, payload,
+    user_properties, qos, dup, packet_id)`` when that is set, instead of ``on_message``.
+    """
+
+    on_publish_received: _PUBLISH_RECEIVED | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        cmd = self._in_packet["command"]
+        fast = self.on_publish_received
+        if fast is not None and (cmd & 0x06) == 0x02 and self._manual_ack \
+                and self._protocol == mqtt.MQTTv5:
+            try:
+                got = _decode_qos1_publish(cmd, bytes(self._in_packet["packet"]))
+            except (UnicodeDecodeError, IndexError):
+                got = None
+            if got is not None:
+                fast(*got)
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._handle_publish()
+
+    def _handle_pubackcomp(self, cmd: Any) -> MQTTErrorCode:
+        data = self._in_packet["packet"]
+        if cmd != "PUBACK" or self._protocol != mqtt.MQTTv5 or not 2 <= len(data) <= 4 \
+                or (len(data) == 4 and data[3] != 0):
+            return super()._handle_pubackcomp(cmd)
+        mid = (data[0] << 8) | data[1]
+        if mid in self._out_messages:
+            return self._do_on_publish(mid, _Reason(data[2] if len(data) > 2 else 0),
+                                       None)  # type: ignore[arg-type]
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _update_inflight(self) -> MQTTErrorCode:
+        # paho walks every unacknowledged message on every PUBACK to find queued ones;
+        # there are none while all of them are in flight
+        if len(self._out_messages) <= self._inflight_messages:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._update_inflight()
+
+
+def _settle_publish(fut: asyncio.Future[None], topic: str, code: int) -> None:
+    if fut.done():
+        return
+    if code == 135:
+        fut.set_exception(NotAuthorized(f"not authorized to publish to {topic}"))
+    elif code >= 0x80:
+        fut.set_exception(TransportError(f"publish to {topic} refused (reason {code})"))
+    else:
+        fut.set_result(None)
+
+
+
+class _BufferedClient(FastDecodeClient):
+    """A ``FastDecodeClient`` that reads its socket in large chunks, for the
+    external-loop mode only (paho's own loop would not see the buffered bytes)."""
+
+    _rbuf: bytes = b""
+    _rpos: int = 0
+    drained: bool = False  # the last socket read found nothing more
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            sock = self._sock
+            if sock is None:
+                raise ConnectionError("not connected")
+            try:
+                data = sock.recv(_READ_CHUNK)
+            except BlockingIOError:
+                self.drained = True
+                raise
+            if not data:
+                return b""  # EOF: paho reports the connection lost
+            self._rbuf, self._rpos = data, 0
+        pos = self._rpos
+        out = self._rbuf[pos:pos + bufsize]
+        self._rpos = pos + len(out)
+        return out
+
+    @property
+    def buffered(self) -> bool:
+        """Bytes read from the socket and not yet handled by paho."""
+        return self._rpos < len(self._rbuf)
+
+
 class MqttConnection:
     """One authenticated MQTT 5 connection (see ``transport.Connection``)."""
 
-    def __init__(self, client: mqtt.Client, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, client: _BufferedClient, loop: asyncio.AbstractEventLoop) -> None:
         self._c = client
         self._loop = loop
         self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
-        self._lock = threading.Lock()
-        self._pending: dict[int, asyncio.Future[int]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[None], str]] = {}
         self._early: dict[int, int] = {}
         self._subacks: dict[int, asyncio.Future[list[int]]] = {}
         self._early_subacks: dict[int, list[int]] = {}
         self._open = True
         self._closing = False
-        # Client-side bound on delivered-but-not-taken messages: when it is reached,
-        # paho's network thread waits, stops reading the socket, and TCP flow control
-        # holds the rest at the broker. Needed because mosquitto 2.0.11 does not keep
-        # to the MQTT 5 Receive Maximum once acknowledgements flow (measured).
-        self._room: threading.Semaphore | None = None
+        self._connected: asyncio.Future[int] | None = None
+        self._fd = -1
+        self._writing = False
+        self._paused = False
+        self._read_soon = False
+        self._misc: asyncio.TimerHandle | None = None
+        # Client-side bound on delivered-but-not-taken messages: when it is reached the
+        # socket is no longer read, and TCP flow control holds the rest at the broker.
+        # Needed because mosquitto 2.0.11 does not keep to the MQTT 5 Receive Maximum
+        # once acknowledgements flow (measured).
+        self._max_waiting: int | None = None
 
     @classmethod
     async def connect(
@@ -107,27 +275,21 @@ class MqttConnection:
         ``receive_maximum`` (MQTT 5) caps the unacknowledged messages the broker sends
         us at once: the back-pressure bound of a consumer that acks late.
         ``max_waiting`` bounds the messages held here until ``get`` takes them (the
-        network thread stops reading beyond it).
+        socket is not read beyond it).
         """
         loop = asyncio.get_running_loop()
         cid = client_id or f"{username}-{next(_ids)}-{id(loop):x}"
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        c = _BufferedClient(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
         c.username_pw_set(username, password)
         c.manual_ack_set(True)
         c.max_inflight_messages_set(1000)
         self = cls(c, loop)
-        if max_waiting is not None:
-            self._room = threading.Semaphore(max_waiting)
+        self._max_waiting = max_waiting
         connected: asyncio.Future[int] = loop.create_future()
-
-        def on_connect(client, userdata, flags, reason_code, properties) -> None:
-            if not connected.done():
-                loop.call_soon_threadsafe(
-                    lambda: connected.done() or connected.set_result(reason_code.value)
-                )
-
-        c.on_connect = on_connect
+        self._connected = connected
+        c.on_connect = self._on_connect
         c.on_message = self._on_message
+        c.on_publish_received = self._on_publish_received
         c.on_publish = self._on_publish
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
@@ -136,118 +298,226 @@ class MqttConnection:
         if receive_maximum is not None:
             props.ReceiveMaximum = receive_maximum
         try:
+            # the TCP connect blocks: in a thread, before any socket callback is set
+            # (paho writes the CONNECT packet there and then)
             await loop.run_in_executor(
                 None, lambda: c.connect(host, port, clean_start=clean_start, properties=props)
             )
         except OSError as exc:
             raise ConnectionLost(f"cannot connect to {host}:{port}: {exc}") from None
-        c.loop_start()
+        self._attach()
         try:
             code = await asyncio.wait_for(connected, timeout_s)
         except TimeoutError:
-            c.loop_stop()
+            self._abort()
             raise ConnectionLost(f"{host}:{port}: no CONNACK") from None
         if code != 0:
-            c.loop_stop()
-            self._open = False
+            self._abort()
             if code in _NOT_AUTHORIZED:
                 raise NotAuthorized(f"{host}:{port}: connection refused (reason {code})")
             raise TransportError(f"{host}:{port}: connection refused (reason {code})")
+        if not self._open:
+            raise ConnectionLost(f"{host}:{port}: disconnected at once")
         return self
 
-    # -- paho thread callbacks ---------------------------------------------------------
+    # -- driving paho from the event loop ------------------------------------------------
+    def _attach(self) -> None:
+        c = self._c
+        sock = c.socket()
+        if sock is None:
+            raise ConnectionLost("no socket after connect")
+        if isinstance(sock, socket.socket):
+            # acks and publishes are written in bursts; never wait for Nagle
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._fd = sock.fileno()
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_register_write
+        c.on_socket_unregister_write = self._on_unregister_write
+        self._loop.add_reader(self._fd, self._on_readable)
+        if c.want_write():
+            self._on_register_write(c, None, sock)
+        self._misc = self._loop.call_later(_MISC_INTERVAL_S, self._on_misc)
+
+    def _detach(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+            self._fd = -1
+            self._writing = False
+        if self._misc is not None:
+            self._misc.cancel()
+            self._misc = None
+
+    def _abort(self) -> None:
+        """Drop the socket without a DISCONNECT packet."""
+        self._open = False
+        self._detach()
+        sock = self._c.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
+        self._detach()
+
+    def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        if not self._writing and self._fd >= 0:
+            self._writing = True
+            self._loop.add_writer(self._fd, self._on_writable)
+
+    def _on_unregister_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        if self._writing and self._fd >= 0:
+            self._writing = False
+            self._loop.remove_writer(self._fd)
+
+    def _on_writable(self) -> None:
+        self._c.loop_write()
+
+    def _on_misc(self) -> None:
+        self._misc = None
+        if self._fd < 0:
+            return
+        self._c.loop_misc()  # keepalive: PINGREQ, and a dead broker noticed
+        if self._fd >= 0:
+            self._misc = self._loop.call_later(_MISC_INTERVAL_S, self._on_misc)
+
+    def _room(self) -> bool:
+        return self._max_waiting is None or self._queue.qsize() < self._max_waiting
+
+    def _on_readable(self) -> None:
+        self._read_soon = False
+        c = self._c
+        c.drained = False
+        for _ in range(_READ_BUDGET):
+            if not self._room():
+                if self._fd >= 0 and not self._paused:
+                    self._paused = True
+                    self._loop.remove_reader(self._fd)
+                return
+            if c.loop_read() != mqtt.MQTT_ERR_SUCCESS or c.drained or self._fd < 0:
+                return
+        # budget spent: let other tasks run; what is already buffered is handled next
+        if c.buffered and self._fd >= 0:
+            self._read_soon = True
+            self._loop.call_soon(self._on_readable)
+
+    def _resume(self) -> None:
+        if self._paused and self._room():
+            self._paused = False
+            if self._fd >= 0:
+                self._loop.add_reader(self._fd, self._on_readable)
+                if self._c.buffered and not self._read_soon:
+                    self._read_soon = True
+                    self._loop.call_soon(self._on_readable)
+
+    # -- paho callbacks (on the event loop) ------------------------------------------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
+                    properties: Any) -> None:
+        fut = self._connected
+        if fut is not None and not fut.done():
+            fut.set_result(reason_code.value)
+
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if self._closing:
+            return  # never acknowledged: the broker delivers it again
         props = getattr(msg.properties, "UserProperty", None) or []
-        m = Message(msg.topic, bytes(msg.payload), tuple(props), msg.qos, bool(msg.dup), msg.mid)
-        room = self._room
-        if room is not None:
-            while not room.acquire(timeout=0.1):
-                if self._closing:
-                    return  # never acknowledged: the broker delivers it again
-        # the event loop may be gone (shutdown): dropped here, delivered again later
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, m)
+        self._queue.put_nowait(
+            Message(msg.topic, bytes(msg.payload), tuple(props), msg.qos, bool(msg.dup),
+                    msg.mid))
+
+    def _on_publish_received(self, topic: str, payload: bytes,
+                             props: tuple[tuple[str, str], ...], qos: int, dup: bool,
+                             mid: int) -> None:
+        if not self._closing:  # else never acknowledged: the broker delivers it again
+            self._queue.put_nowait(Message(topic, payload, props, qos, dup, mid))
 
     def _on_subscribe(
         self, client: Any, userdata: Any, mid: int, reason_codes: Any, props: Any
     ) -> None:
         codes = [r.value for r in reason_codes]
-        with self._lock:
-            fut = self._subacks.pop(mid, None)
-            if fut is None:
-                self._early_subacks[mid] = codes
-                return
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(codes))
+        fut = self._subacks.pop(mid, None)
+        if fut is None:
+            self._early_subacks[mid] = codes
+        elif not fut.done():
+            fut.set_result(codes)
 
     def _on_publish(
         self, client: Any, userdata: Any, mid: int, reason_code: Any, props: Any
     ) -> None:
-        with self._lock:
-            fut = self._pending.pop(mid, None)
-            if fut is None:
-                self._early[mid] = reason_code.value
-                return
-        self._loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(reason_code.value))
+        entry = self._pending.pop(mid, None)
+        if entry is None:
+            self._early[mid] = reason_code.value
+        else:
+            _settle_publish(entry[0], entry[1], reason_code.value)
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
+        # paho does not reconnect in external-loop mode: a dead connection stays dead,
+        # the owner opens a new one (and sees every redelivery)
         self._open = False
-        # paho's threaded loop would reconnect by itself with the same client id; a
-        # dead connection stays dead, the owner opens a new one (and sees every redelivery)
-        if hasattr(client, "_thread_terminate"):
-            client._thread_terminate = True
-        with contextlib.suppress(RuntimeError):  # the event loop may be closed already
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for fut in pending.values():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(
-                    lambda f=fut: f.done() or f.set_exception(ConnectionLost("disconnected"))
-                )
+        self._detach()
+        self._queue.put_nowait(None)
+        fut = self._connected
+        if fut is not None and not fut.done():
+            fut.set_exception(ConnectionLost("disconnected before CONNACK"))
+            fut.exception()  # retrieved: connect() may have given up already
+        pending, self._pending = self._pending, {}
+        for f, _ in pending.values():
+            if not f.done():
+                f.set_exception(ConnectionLost("disconnected"))
+        subacks, self._subacks = self._subacks, {}
+        for s in subacks.values():
+            if not s.done():
+                s.set_exception(ConnectionLost("disconnected"))
 
     # -- the Connection interface -----------------------------------------------------
     async def publish(
         self, topic: str, payload: bytes, properties: Sequence[tuple[str, str]] = ()
     ) -> None:
         """Publish at QoS 1 and wait for PUBACK."""
+        await self.publish_nowait(topic, payload, properties)
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, properties: Sequence[tuple[str, str]] = ()
+    ) -> asyncio.Future[None]:
+        """Queue a QoS-1 publish; the future completes at its PUBACK (or fails).
+
+        No task per message: a batch of publishes is queued at once, written in one
+        ``loop_write`` and awaited together (``asyncio.wait``).
+        """
+        fut: asyncio.Future[None] = self._loop.create_future()
         if not self._open:
-            raise ConnectionLost("connection closed")
-        props = _UserProperties(properties) if properties else None
-        fut: asyncio.Future[int] = self._loop.create_future()
-        # paho may call on_publish (which takes self._lock) while holding its own locks,
-        # so publish outside self._lock; a PUBACK that beats us lands in _early.
+            fut.set_exception(ConnectionLost("connection closed"))
+            return fut
+        try:
+            props = _UserProperties(properties) if properties else None
+        except TransportError as exc:  # a property too long to encode
+            fut.set_exception(exc)
+            return fut
         info = self._c.publish(topic, bytes(payload), qos=1, properties=props)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise ConnectionLost(f"publish failed: {mqtt.error_string(info.rc)}")
-        with self._lock:
-            if info.mid in self._early:
-                fut.set_result(self._early.pop(info.mid))
-            else:
-                self._pending[info.mid] = fut
-        code = await fut
-        if code == 135:
-            raise NotAuthorized(f"not authorized to publish to {topic}")
-        if code >= 0x80:
-            raise TransportError(f"publish to {topic} refused (reason {code})")
+            fut.set_exception(ConnectionLost(f"publish failed: {mqtt.error_string(info.rc)}"))
+        elif info.mid in self._early:
+            _settle_publish(fut, topic, self._early.pop(info.mid))
+        else:
+            self._pending[info.mid] = (fut, topic)
+        return fut
 
     async def subscribe(self, pattern: str) -> None:
         """Subscribe at QoS 1 (delivery still needs read access per topic)."""
-        done: asyncio.Future[list[int]] = self._loop.create_future()
-        # the SUBACK callback is installed once, at connect: setting a paho callback
-        # takes the lock paho holds while delivering a message, which may be waiting
-        # for room (max_waiting) that only this thread can make
+        if not self._open:
+            raise ConnectionLost("connection closed")
         rc, mid = self._c.subscribe(pattern, qos=1)
-        if rc != mqtt.MQTT_ERR_SUCCESS:
+        if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
             raise TransportError(f"subscribe {pattern!r} failed: {mqtt.error_string(rc)}")
-        with self._lock:
-            if mid in self._early_subacks:
-                done.set_result(self._early_subacks.pop(mid))
-            else:
-                self._subacks[mid] = done
-        codes = await asyncio.wait_for(done, 10)
+        if mid in self._early_subacks:
+            codes = self._early_subacks.pop(mid)
+        else:
+            done: asyncio.Future[list[int]] = self._loop.create_future()
+            self._subacks[mid] = done
+            codes = await asyncio.wait_for(done, 10)
         if any(c >= 0x80 for c in codes):
             raise TransportError(f"subscribe {pattern!r} refused: {codes}")
 
@@ -265,11 +535,13 @@ class MqttConnection:
 
     async def get(self, timeout: float | None = None) -> Message:
         """The next delivered message; ``TimeoutError`` after ``timeout`` seconds."""
+        if not self._open and self._queue.empty():
+            raise ConnectionLost("connection closed")
         m = await asyncio.wait_for(self._queue.get(), timeout)
-        if self._room is not None and m is not None:
-            self._room.release()
         if m is None:
             raise ConnectionLost("connection closed")
+        if self._paused:
+            self._resume()
         return m
 
     @property
@@ -281,14 +553,14 @@ class MqttConnection:
         """A message already delivered and waiting, or None (``ConnectionLost`` if closed)."""
         try:
             m = self._queue.get_nowait()
-            if self._room is not None and m is not None:
-                self._room.release()
         except asyncio.QueueEmpty:
             if not self._open:
                 raise ConnectionLost("connection closed") from None
             return None
         if m is None:
             raise ConnectionLost("connection closed")
+        if self._paused:
+            self._resume()
         return m
 
     @property
@@ -309,8 +581,10 @@ class MqttConnection:
         self._closing = True
         if self._open:
             self._open = False
-            self._c.disconnect()
-        await self._loop.run_in_executor(None, self._c.loop_stop)
+            self._c.disconnect()  # queues DISCONNECT; paho closes the socket once it is out
+            if self._c.socket() is not None:
+                self._c.loop_write()
+        self._abort()
         self._queue.put_nowait(None)
 
     async def __aenter__(self) -> MqttConnection:
