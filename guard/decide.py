@@ -55,6 +55,7 @@ from guard.policy import Policy, TermListSpec
 from guard.recheck import Rechecker, build_lists
 from guard.redact import Plan, build_lines, build_output
 from guard.scanner import Match, Scanner
+from guard.selftest import check_scanner
 
 __all__ = ["RULES", "STAGES", "Decision", "Pipeline", "Stage", "decide"]
 
@@ -974,6 +975,7 @@ class Pipeline:
         self.policy = policy
         lists = build_lists(policy)
         scanner = Scanner(lists, leet=policy.leet, encoded_min_len=policy.encoded_min_length)
+        check_scanner(scanner, lists)  # a scanner that finds nothing must not decide (fail closed)
         self.stages: list[Stage] = [
             ParseStage(policy), ScanStage(scanner), DecideStage(policy), RedactStage(),
             RecheckStage(Rechecker(policy)),

@@ -46,6 +46,7 @@ from guard.markings import (
 from guard.messages import BatchIndex, MarkIndex, ism_to_mark
 from guard.policy import Policy, load_list
 from guard.scanner import Match, Scanner
+from guard.selftest import check_scanner
 from guard.terms import TermList
 
 __all__ = ["Prepared", "Rechecker", "build_lists"]
@@ -88,8 +89,9 @@ class Rechecker:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self.scanner = Scanner(build_lists(policy), leet=policy.leet,
-                               encoded_min_len=policy.encoded_min_length)
+        lists = build_lists(policy)
+        self.scanner = Scanner(lists, leet=policy.leet, encoded_min_len=policy.encoded_min_length)
+        check_scanner(self.scanner, lists)  # its own scanner is tested on its own
         self.actions = {s.name: s.action for s in policy.term_lists if s.kind != "clean"}
         self.lanes = {ln.name: ln for ln in policy.lanes}
         self._marks: dict[str, Marking | None] = {}
