@@ -26,10 +26,17 @@
 #      (the portable key stops there): that only costs a probe that verification rejects.
 #      Substring (~) terms use a bigram bitset at every position. (Keying classes 5, 6
 #      and 7 on all their characters was tried: ~20% fewer probes, but the extra gathers
-#      cost more than they saved.)
+#      cost more than they saved.) The group loop has no data-dependent branch: a
+#      mispredicted "no lane passed" test cost more than the work it skipped (~20% of the
+#      pass); the first fragment's length comes from the next word start in wj, not a
+#      gather. A register-resident first-stage test on the first 2 (3) characters was
+#      measured and not built: on the bench corpus 89% (55%) of word starts share their
+#      first 2 (3) characters with some term (two-word terms begin with common words), so
+#      it would not spare a group of 8 its gathers; the gathered Bloom word is the cost.
 #   3. VERIFY (rare): an exact hash table (packed slots) gives the terms of a key (packed,
-#      in table order); one 64-bit compare on 8 characters rejects most. A term that is
-#      exactly the first word is compared in place; one that runs past it is rejected at
+#      in table order; the slots of a window's candidates are prefetched together
+#      first); one 64-bit compare on 8 characters rejects most. A term that is exactly
+#      the first word is compared in place; one that runs past it is rejected at
 #      once when the separator run after the first word is hard, or loose after 2+ letters
 #      where the term has no word break ("thing steady" against "thingst"). Otherwise the
 #      text is squeezed locally in a rolling buffer (letters/digits + the kind of separator
@@ -39,7 +46,8 @@
 #      are then mapped to ORIGINAL byte offsets.
 #   4. PATTERNS (PII): a pattern can only start at a byte that can begin it, after a
 #      non-word byte, before a byte its NFA accepts next (flags derived from the NFAs
-#      themselves): one SIMD pass tests all three on 64 bytes at a time, so the
+#      themselves): one SIMD pass tests all three on 64 bytes at a time (one load and one
+#      permute; the neighbours' flags are the masks shifted), so the
 #      bit-parallel NFAs run from a handful of positions instead of every word start.
 # Every step is linear: the rolling buffer squeezes each byte once per loop however many
 # probes overlap ("a a a a ..." against "aaa...ab"), patterns run as a 64-bit bit-parallel
@@ -285,7 +293,12 @@ cdef extern from *:
 
     /* Pattern start candidates in [a, b) of d[0:n]: d[i] can start a pattern, d[i+1]
        can continue it (or the text ends there), and d[i-1] is not a word character.
-       flags as SCMatcher.pflags; hiflag for bytes >= 0x80. Writes positions. */
+       flags as SCMatcher.pflags; hiflag for bytes >= 0x80. Writes positions. One load
+       and one byte permute per 64 bytes: the three flags are read off the same permute
+       and the neighbours' bits come from shifting the masks (carried across blocks). */
+    static inline int sc_pflag(const uint8_t* flags, int hiflag, uint8_t c) {
+        return c >= 0x80 ? hiflag : flags[c];
+    }
     __attribute__((target("avx512f,avx512bw,avx512vbmi")))
     static Py_ssize_t sc_pat_candidates(const uint8_t* d, Py_ssize_t n, Py_ssize_t a,
                                         Py_ssize_t b, const uint8_t* flags, int hiflag,
@@ -295,31 +308,44 @@ cdef extern from *:
         __m512i hv = _mm512_set1_epi8((char)hiflag);
         __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2), four = _mm512_set1_epi8(4);
         Py_ssize_t nc = 0;
+        uint64_t wprev = a > 0 ? (uint64_t)((sc_pflag(flags, hiflag, d[a - 1]) >> 2) & 1) : 0;
         for (Py_ssize_t i = a; i < b; i += 64) {
             Py_ssize_t len = b - i < 64 ? b - i : 64;
             __mmask64 kx = len == 64 ? ~0ull : ((1ull << len) - 1);
-            Py_ssize_t ly = n - (i + 1);
-            ly = ly < 0 ? 0 : (ly > 64 ? 64 : ly);
-            __mmask64 ky = ly == 64 ? ~0ull : ((1ull << ly) - 1);
-            __mmask64 kw = ((kx << 1) | 1) & (i > 0 ? ~0ull : ~1ull);
             __m512i x = _mm512_maskz_loadu_epi8(kx, (const void*)(d + i));
-            __m512i y = _mm512_maskz_loadu_epi8(ky, (const void*)(d + i + 1));
-            __m512i w = _mm512_maskz_loadu_epi8(kw, (const void*)(d + i - 1));
             __m512i fx = _mm512_permutex2var_epi8(lo, x, hi);
-            __m512i fy = _mm512_permutex2var_epi8(lo, y, hi);
-            __m512i fw = _mm512_permutex2var_epi8(lo, w, hi);
             fx = _mm512_mask_mov_epi8(fx, _mm512_movepi8_mask(x), hv);
-            fy = _mm512_mask_mov_epi8(fy, _mm512_movepi8_mask(y), hv);
-            fw = _mm512_mask_mov_epi8(fw, _mm512_movepi8_mask(w), hv);
-            uint64_t c = _mm512_test_epi8_mask(fx, one)
-                & (_mm512_test_epi8_mask(fy, two) | ~ky)
-                & ~(_mm512_test_epi8_mask(fw, four) & kw) & kx;
+            uint64_t st = _mm512_test_epi8_mask(fx, one) & kx;
+            uint64_t co = _mm512_test_epi8_mask(fx, two) & kx;
+            uint64_t wd = _mm512_test_epi8_mask(fx, four) & kx;
+            /* the byte after the block's last one: the next block's first, or the end */
+            uint64_t last = i + len < n ? (uint64_t)((sc_pflag(flags, hiflag, d[i + len]) >> 1) & 1)
+                                        : 1;
+            uint64_t c = st & ((co >> 1) | (last << (len - 1))) & ~((wd << 1) | wprev);
+            wprev = (wd >> (len - 1)) & 1;
             while (c) {
                 out[nc++] = (int32_t)(i + __builtin_ctzll(c));
                 c &= c - 1;
             }
         }
         return nc;
+    }
+
+    /* Batch pre-pass of one message: 1 when it holds a byte >= 0x80 (folded in Python),
+       else 2 when it holds a NUL byte, else 0; 64 bytes per step (it used to cost one
+       byte-at-a-time pass plus a memchr per message). */
+    __attribute__((target("avx512f,avx512bw")))
+    static int sc_prepass(const uint8_t* d, Py_ssize_t n) {
+        uint64_t hi = 0, nul = 0;
+        Py_ssize_t i = 0;
+        for (; i < n; i += 64) {
+            __mmask64 k = n - i >= 64 ? ~0ull : ((1ull << (n - i)) - 1);
+            __m512i x = _mm512_maskz_loadu_epi8(k, (const void*)(d + i));
+            hi |= _mm512_movepi8_mask(x);
+            nul |= _mm512_testn_epi8_mask(x, x) & k;
+            if (hi) return 1;
+        }
+        return nul ? 2 : 0;
     }
 
     static inline uint32_t sc_hash64(uint64_t key) {
@@ -478,6 +504,11 @@ cdef extern from *:
         }
         memset(sq + nsq, 0, 16);
         memset(sf + nsq, 1, 16);
+        if (nw > 0) {   /* sentinel: the squeezed index of the start after the last one */
+            Py_ssize_t js = wj[nw - 1] + 1;
+            while (!sf[js]) js++;
+            wj[nw] = (int32_t)js;
+        }
         /* starts whose 8 characters may lie past the squeezed look-ahead: scalar */
         Py_ssize_t nv = nw;
         int32_t tailp[16];      /* at most 9 starts lie in the last 9 squeezed letters */
@@ -495,12 +526,13 @@ cdef extern from *:
             __m256i P = _mm256_maskz_loadu_epi32(lm, (const void*)(cp + g));
             __m512i key = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), lm, J,
                                                       (const void*)sq, 1);
-            __m512i sfl = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), lm,
-                _mm256_add_epi32(J, _mm256_set1_epi32(1)), (const void*)sf, 1);
-            sfl = _mm512_or_si512(sfl, _mm512_set1_epi64((long long)(1ull << 63)));
-            __m512i low = _mm512_and_si512(sfl, _mm512_sub_epi64(_mm512_setzero_si512(), sfl));
-            __m512i zi = _mm512_srli_epi64(_mm512_sub_epi64(_mm512_set1_epi64(63),
-                                                            _mm512_lzcnt_epi64(low)), 3);
+            /* the first fragment's length z is the distance to the next word start in
+               the squeezed stream (capped at 8): the next entry of wj (wj[nw] is the
+               sentinel), no second gather */
+            __m256i Jn = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g + 1));
+            __m512i zi = _mm512_cvtepu32_epi64(_mm256_min_epu32(
+                _mm256_sub_epi32(_mm256_sub_epi32(Jn, J), _mm256_set1_epi32(1)),
+                _mm256_set1_epi32(7)));
             __m512i allow = _mm512_and_si512(_mm512_permutexvar_epi64(zi, atab), clv);
             __m512i hm = _mm512_setzero_si512();
             __m512i k5 = _mm512_or_si512(_mm512_and_si512(key, _mm512_set1_epi64(0xFFFFFFFFFFll)),
@@ -515,10 +547,12 @@ cdef extern from *:
             __mmask8 al = _mm512_mask_test_epi64_mask(lm, allow, _mm512_set1_epi64(16));
             __mmask8 ps = shared ? sc_btest8(W, k5, al) : sc_bloom8(bits, shiftv, k5, al);
             hm = _mm512_mask_mov_epi64(hm, ps, _mm512_set1_epi64(16));
+            /* no data-dependent branches below (a mispredicted test per group cost more
+               than the tests it skipped): `classes` and `shared` are the same for the
+               whole call, so their branches predict perfectly */
             for (int m = 1; m <= 4; m++) {
                 if (!(classes & (1 << (m - 1)))) continue;
                 al = _mm512_mask_test_epi64_mask(lm, allow, _mm512_set1_epi64(1ll << (m - 1)));
-                if (!al) continue;
                 __m512i km = _mm512_or_si512(
                     _mm512_and_si512(key, _mm512_set1_epi64((long long)((1ull << (8 * m)) - 1))),
                     _mm512_set1_epi64((long long)m << 56));
@@ -528,14 +562,20 @@ cdef extern from *:
             if (classes & 32) {
                 __m512i kl5 = _mm512_or_si512(_mm512_and_si512(key, _mm512_set1_epi64(0xFFFFFFFFFFll)),
                                               _mm512_set1_epi64(0x15ll << 56));
-                ps = shared ? sc_btest8(W, kl5, lm) : sc_bloom8(bits, shiftv, kl5, lm);
-                if (ps) {
-                    ps = shared ? sc_btest8(W, key, ps) : sc_bloom8(bits, shiftv, key, ps);
+                if (shared) {
+                    ps = sc_btest8(W, kl5, lm) & sc_btest8(W, key, lm);
                     hm = _mm512_mask_or_epi64(hm, ps, hm, _mm512_set1_epi64(32));
+                } else {
+                    ps = sc_bloom8(bits, shiftv, kl5, lm);
+                    if (ps) {   /* a second gather: worth a branch */
+                        ps = sc_bloom8(bits, shiftv, key, ps);
+                        hm = _mm512_mask_or_epi64(hm, ps, hm, _mm512_set1_epi64(32));
+                    }
                 }
             }
+            /* the candidates are compressed out unconditionally (no lane: nothing moves;
+               the buffers have 64 entries of slack) */
             __mmask8 c = _mm512_test_epi64_mask(hm, hm);
-            if (!c) continue;
             _mm256_storeu_si256((void*)(cp + nc), _mm256_maskz_compress_epi32(c, P));
             _mm512_storeu_si512((void*)(ck + nc), _mm512_maskz_compress_epi64(c, key));
             _mm256_storeu_si256((void*)(chm + nc),
@@ -553,6 +593,7 @@ cdef extern from *:
     }
     """
     int sc_simd_available() nogil
+    int sc_prepass(const uint8_t* d, Py_ssize_t n) nogil
     int sc_bloom(const uint64_t* bits, uint32_t shift, uint64_t key) nogil
     uint64_t sc_long5(uint64_t k) nogil
     uint64_t sc_bloom_mask(uint64_t key, uint32_t shift, uint32_t* word) nogil
@@ -673,6 +714,7 @@ cdef inline uint8_t _sc_gap_kind(int glen, int nb, int nl) noexcept nogil:
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
+    void __builtin_prefetch(const void*) nogil
 
 
 @cython.boundscheck(False)
@@ -961,6 +1003,24 @@ cdef void _sc_probe(const SCMatcher* M, const SCTable* T, bint whole, int cl, ui
                 _sc_vec_push(hits, msg, t, ostart[fs], oend[fe])
             else:
                 _sc_vec_push(hits, msg, t, base + fs, base + fe + 1)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _sc_prefetch_slots(const SCTable* T, const int32_t* chm, const uint64_t* ck,
+                             Py_ssize_t nc) noexcept nogil:
+    """Start loading the exact-hash slots of every candidate before any is probed: the
+    table is larger than L1 and each probe's first access is a miss; issued together,
+    the misses overlap instead of stalling one probe after the other."""
+    cdef Py_ssize_t k
+    cdef int m, cl
+    cdef uint64_t key
+    for k in range(nc):
+        cl = chm[k]
+        for m in range(1, 7):
+            if (cl >> (m - 1)) & 1:
+                key = ck[k] if m == 6 else _sc_class_key(ck[k], m)
+                __builtin_prefetch(&T.slots[_sc_hash(key ^ <uint64_t>0x5bd1e995u) & T.hmask])
 
 
 @cython.boundscheck(False)
@@ -1281,6 +1341,7 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
                                    M.ww.bitsl, M.ww.shift, M.ww.classes, w.sq, w.sf, w.wj,
                                    w.ws, w.ck, w.chm)
             _sc_roll_reset(&R)
+            _sc_prefetch_slots(&M.ww, w.chm, w.ck, nws)
             for k in range(nws):
                 _sc_probe(M, &M.ww, True, w.chm[k], w.ck[k], d, n, w.ws[k], ostart, oend,
                           msg, base, hits, &R)
@@ -1650,7 +1711,8 @@ cdef class ScanCore:
         cdef uint8_t acc
         cdef const uint8_t* bp
         cdef uint8_t zero = 0
-        cdef int rc = 0
+        cdef int rc = 0, pre
+        cdef bint simd = _sc_use_simd > 0
         cdef SCWork w
         cdef SCVec hits
         cdef SCVec runs
@@ -1672,13 +1734,18 @@ cdef class ScanCore:
                 for i in range(nm):
                     s = offsets[i]
                     e = offsets[i + 1]
-                    acc = 0
-                    for j in range(s, e):
-                        acc |= bp[j]
-                    if acc & 0x80:
+                    if simd:
+                        pre = sc_prepass(bp + s, e - s)
+                    else:
+                        acc = 0
+                        for j in range(s, e):
+                            acc |= bp[j]
+                        pre = 1 if acc & 0x80 else (
+                            2 if e > s and memchr(bp + s, 0, e - s) != NULL else 0)
+                    if pre == 1:
                         sv[i] = 1
                         continue
-                    if e > s and memchr(bp + s, 0, e - s) != NULL:
+                    if pre == 2:
                         fv[i] |= SC_F_NUL
                     if e - s > max_bytes:
                         fv[i] |= SC_F_OVERSIZE

@@ -14,6 +14,7 @@ import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
@@ -97,19 +98,40 @@ class BatchResult:
     _rows: tuple[list[int], list[int], list[int], list[int], list[int]] | None = field(
         default=None, repr=False, compare=False)
 
-    def matches_for(self, i: int) -> list[Match]:
-        """All matches of message i (encoded runs included, kind "encoded")."""
+    def _convert(self) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+        # one conversion for the whole batch: per-message numpy calls cost ~µs each
         if self._rows is None:
-            # one conversion for the whole batch: per-message numpy calls cost ~µs each
             n = len(self.sizes)
             self._rows = (np.searchsorted(self.msg, np.arange(n + 1)).tolist(),
                           self.list_id.tolist(), self.term_id.tolist(),
                           self.start.tolist(), self.end.tolist())
-        bounds, li, ti, st, en = self._rows
+        return self._rows
+
+    def matches_for(self, i: int) -> list[Match]:
+        """All matches of message i (encoded runs included, kind "encoded")."""
+        bounds, li, ti, st, en = self._convert()
         if not 0 <= i < len(bounds) - 1:
             return []
-        mf = self.scanner._match_from
-        return [mf(li[k], ti[k], st[k], en[k]) for k in range(bounds[i], bounds[i + 1])]
+        a, b = bounds[i], bounds[i + 1]
+        if a == b:
+            return []  # the common case in clean traffic: nothing to build
+        pref = self.scanner._prefix
+        return [_tuple_new(Match, (*pref[li[k]][ti[k]], st[k], en[k])) for k in range(a, b)]
+
+    def matches_by_message(self) -> list[list[Match]]:
+        """``[matches_for(i) for i in range(n)]`` in one pass (about half the cost when
+        most messages have matches: one comprehension over the batch instead of a call
+        per message); messages without matches get an empty list."""
+        bounds, li, ti, st, en = self._convert()
+        pref = self.scanner._prefix
+        every = [_tuple_new(Match, (*pref[lk][tk], sk, ek))
+                 for lk, tk, sk, ek in zip(li, ti, st, en, strict=True)]
+        return [every[a:b] if a != b else [] for a, b in pairwise(bounds)]
+
+    def message_bounds(self) -> np.ndarray:
+        """Row range of every message: its rows are ``[bounds[i], bounds[i + 1])`` of the
+        arrays (``msg`` is sorted), so callers can read matches without Match objects."""
+        return np.searchsorted(self.msg, np.arange(len(self.sizes) + 1))
 
     def result_for(self, i: int) -> ScanResult:
         """Message i as a ScanResult (same content as ``Scanner.scan`` on it)."""
@@ -172,6 +194,8 @@ class Scanner:
             for tl, names in zip(self.lists, self._terms, strict=True)
         ] + [[("", "encoded", name) for name in ENCODED_NAMES]]
         self._code_list_py = self._code_list.tolist()
+        self._kind_of_list = np.array(
+            [1 if tl.kind == "pattern" else 0 for tl in self.lists] or [0], dtype=np.uint8)
         self._code_term_py = self._code_term.tolist()
         toff = np.zeros(nt + 1, dtype=np.int32)
         toff[1:] = np.cumsum([len(r[0]) for r in recs]) if nt else []
@@ -336,20 +360,26 @@ class Scanner:
             parts_term.append(ex[:, 2].astype(np.int32))
             parts_start.append(ex[:, 3])
             parts_end.append(ex[:, 4])
-        msg = np.concatenate(parts_msg)
-        order = np.argsort(msg, kind="stable")
-        list_id = np.concatenate(parts_list)[order]
-        term_id = np.concatenate(parts_term)[order]
-        kind = np.full(len(order), 2, dtype=np.uint8)
-        pos = list_id >= 0
-        kind[pos] = self._list_kind()[list_id[pos]]
-        return BatchResult(msg[order], list_id, term_id, np.concatenate(parts_start)[order],
-                           np.concatenate(parts_end)[order], kind, flags,
+        if extra:
+            msg = np.concatenate(parts_msg)
+            order = np.argsort(msg, kind="stable")
+            msg = msg[order]
+            list_id = np.concatenate(parts_list)[order]
+            term_id = np.concatenate(parts_term)[order]
+            start = np.concatenate(parts_start)[order]
+            end = np.concatenate(parts_end)[order]
+        else:
+            # the common case: every row came from the core, already in message order
+            list_id, term_id = parts_list[0], parts_term[0]
+        if len(list_id) and list_id.min() >= 0:
+            kind = self._kind_of_list[list_id]
+        else:
+            kind = np.full(len(list_id), 2, dtype=np.uint8)
+            pos = list_id >= 0
+            kind[pos] = self._kind_of_list[list_id[pos]]
+        return BatchResult(msg, list_id, term_id, start, end, kind, flags,
                            np.diff(offsets), self)
 
-    def _list_kind(self) -> np.ndarray:
-        return np.array([1 if tl.kind == "pattern" else 0 for tl in self.lists] or [0],
-                        dtype=np.uint8)
 
 
 def _decode(compact: bytes, kind: int) -> bytes | None:
