@@ -602,13 +602,6 @@ class DecideStage(Stage):
             self._withheld_msgs[mark] = got
         return got
 
-    def uncaveated(self, m: Marking) -> bool:
-        """No foreign-disclosure marking, no code words, no named restrictive control."""
-        ctl = set(m.dissem) | set(m.non_ic)
-        return (m.origin == "US" and not (m.rel_to or m.rel_abbrev or m.display_only or m.eyes
-                or m.sci or m.sap or m.aea or m.fgi or m.fgi_marked)
-                and "NF" not in ctl and not (ctl & self.policy.restrictive_controls))
-
     def _reasons_uncached(self, m: Marking) -> tuple[tuple[str, str], ...]:
         pol = self.policy
         out: list[tuple[str, str]] = []
@@ -639,7 +632,7 @@ class DecideStage(Stage):
             if not r.releasable:
                 missing.append(code)
                 why.extend(x for x in r.reasons if x not in why)
-        if missing and not (pol.uncaveated_release and self.uncaveated(m)):
+        if missing and not (pol.uncaveated_release and self.policy.uncaveated(m)):
             out.append(("not-releasable", "the portion is not releasable to "
                         f"{', '.join(missing)} (every member of {', '.join(pol.release_to)} "
                         f"must be covered): {'; '.join(why[:3]) or 'no release marking'}"))
@@ -726,7 +719,7 @@ class DecideStage(Stage):
                 m = marks[i]
                 for name in lane_hits[i]:
                     lane = self.lanes[name]
-                    if classification_rank(m) <= lane.max_rank and self.uncaveated(m):
+                    if classification_rank(m) <= lane.max_rank and self.policy.uncaveated(m):
                         in_lane.setdefault(i, set()).add(name)
                         if lane.uncaveated and rs and all(r == "not-releasable" for r, _ in rs):
                             rs = ()

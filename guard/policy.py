@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
+    from guard.markings import Marking
     from guard.terms import TermList
 
 __all__ = [
@@ -193,6 +194,16 @@ class Policy:
     def destination(self) -> tuple[str, ...]:
         """The codes every member of which must be covered (``("PUBLIC",)`` for public)."""
         return ("PUBLIC",) if self.public else self.release_to
+
+    def uncaveated(self, m: Marking) -> bool:
+        """True when ``m`` carries no foreign-disclosure marking, no code word (SCI/SAP),
+        no AEA or FGI, and none of ``restrictive_controls``: what ``release.uncaveated:
+        release`` (YESFORN) and the topic lanes may release. Policy semantics, defined once
+        and used by the first pass and the re-check alike."""
+        ctl = set(m.dissem) | set(m.non_ic)
+        return (m.origin == "US" and not (m.rel_to or m.rel_abbrev or m.display_only or m.eyes
+                or m.sci or m.sap or m.aea or m.fgi or m.fgi_marked)
+                and "NF" not in ctl and not (ctl & self.restrictive_controls))
 
 
 # --------------------------------------------------------------------------- loading

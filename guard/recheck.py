@@ -374,7 +374,7 @@ class Rechecker:
         missing = [c for c in sorted(pol.members) if not releasable(m, c).releasable]
         why = ""
         if missing:
-            unc = self._uncaveated(m)
+            unc = self.policy.uncaveated(m)
             ok = unc and pol.uncaveated_release
             for name in key_lanes:
                 lane = self.lanes[name]
@@ -386,12 +386,6 @@ class Rechecker:
                 self._rel.clear()
             self._rel[mark] = why
         return why
-
-    def _uncaveated(self, m: Marking) -> bool:
-        ctl = set(m.dissem) | set(m.non_ic)
-        return (m.origin == "US" and not (m.rel_to or m.rel_abbrev or m.display_only or m.eyes
-                or m.sci or m.sap or m.aea or m.fgi or m.fgi_marked)
-                and "NF" not in ctl and not (ctl & self.policy.restrictive_controls))
 
     def finish(self, prep: Prepared, matches: Sequence[Match], scan_findings: Sequence[Finding],
                *, allow_quarantine: bool = False) -> list[Finding]:
