@@ -16,7 +16,14 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from guard.bench._mqttload import Counter, Endpoint, bridge_pair, paho_client, start_producer
+from guard.bench._mqttload import (
+    Counter,
+    Endpoint,
+    bridge_pair,
+    endpoint,
+    paho_client,
+    start_producer,
+)
 from guard.domains.broker import Broker, BrokerUser
 
 TOPIC_IN = "flows/bench/in"
@@ -42,26 +49,28 @@ def _brokers() -> tuple[Broker, Broker]:
     return high, low
 
 
-def _ep(b: Broker, user: str) -> Endpoint:
-    name, pw = b.credentials(user)
-    return Endpoint(b.host, b.port, name, pw)
+def _drive(src: Endpoint, dst: Endpoint, count: int, size: int) -> dict[str, float]:
+    """Publish ``count`` messages at ``src`` and time their arrival at ``dst``."""
+    counter = Counter(dst, TOPIC_OUT, count)
+    producer = start_producer(src, TOPIC_IN, count, size)
+    ok = counter.wait(max(60.0, count / 500))
+    producer.wait(10)
+    counter.close()
+    return {
+        "msgs_s": round(counter.rate(), 1) if ok else 0.0,
+        "p50_ms": round(counter.percentile_ms(0.5), 2),
+        "p99_ms": round(counter.percentile_ms(0.99), 2),
+    }
 
 
 def _measure(relay_start, count: int, size: int) -> dict[str, float]:
     high, low = _brokers()
     try:
-        stop = relay_start(_ep(high, "guard"), _ep(low, "guard"))
-        counter = Counter(_ep(low, "sink"), TOPIC_OUT, count)
-        producer = start_producer(_ep(high, "producer"), TOPIC_IN, count, size)
-        ok = counter.wait(max(60.0, count / 500))
-        producer.wait(10)
-        stop()
-        counter.close()
-        return {
-            "msgs_s": round(counter.rate(), 1) if ok else 0.0,
-            "p50_ms": round(counter.percentile_ms(0.5), 2),
-            "p99_ms": round(counter.percentile_ms(0.99), 2),
-        }
+        stop = relay_start(endpoint(high, "guard"), endpoint(low, "guard"))
+        try:
+            return _drive(endpoint(high, "producer"), endpoint(low, "sink"), count, size)
+        finally:
+            stop()
     finally:
         high.close()
         low.close()
@@ -168,16 +177,7 @@ def measure_bridge(count: int, size: int) -> dict[str, float]:
     high, low, src, dst = bridge_pair(TOPIC_IN, TOPIC_OUT)
     try:
         time.sleep(0.5)  # the bridge connects asynchronously
-        counter = Counter(dst, TOPIC_OUT, count)
-        producer = start_producer(src, TOPIC_IN, count, size)
-        ok = counter.wait(max(60.0, count / 500))
-        producer.wait(10)
-        counter.close()
-        return {
-            "msgs_s": round(counter.rate(), 1) if ok else 0.0,
-            "p50_ms": round(counter.percentile_ms(0.5), 2),
-            "p99_ms": round(counter.percentile_ms(0.99), 2),
-        }
+        return _drive(src, dst, count, size)
     finally:
         high.close()
         low.close()
