@@ -426,10 +426,7 @@ class DecideStage(Stage):
     def banner_ok(self, ix: BatchIndex, k: int) -> bool:
         """Message k's banner, and each tearline section's, is the roll-up of its
         portions (cached by banner text + mark set)."""
-        ok = self._banner_ok.get((ix.generation, ix.banners[k], ix.masks[k]))
-        if ok is None:
-            ok = self._fits(ix, ix.banners[k] or "", ix.banner_marks[k], ix.masks[k])
-        if not ok:
+        if not self._fits(ix, ix.banners[k] or "", ix.banner_marks[k], ix.masks[k]):
             return False
         if ix.sections and ix.sections[k]:
             return all(self._fits(ix, text, m, mask) for text, m, _sp, mask, _ps
