@@ -537,10 +537,13 @@ class MqttConnection:
         """The next delivered message; ``TimeoutError`` after ``timeout`` seconds."""
         if not self._open and self._queue.empty():
             raise ConnectionLost("connection closed")
-        m = await asyncio.wait_for(self._queue.get(), timeout)
+        return self._taken(await asyncio.wait_for(self._queue.get(), timeout))
+
+    def _taken(self, m: Message | None) -> Message:
+        """A message just taken off the queue (None is the closed sentinel)."""
         if m is None:
             raise ConnectionLost("connection closed")
-        if self._paused:
+        if self._paused:  # room again below the bound: read the socket again
             self._resume()
         return m
 
@@ -557,11 +560,7 @@ class MqttConnection:
             if not self._open:
                 raise ConnectionLost("connection closed") from None
             return None
-        if m is None:
-            raise ConnectionLost("connection closed")
-        if self._paused:
-            self._resume()
-        return m
+        return self._taken(m)
 
     @property
     def connected(self) -> bool:
