@@ -10,11 +10,14 @@ concept stays small and readable:
   patterns and encoded runs, one message or a batch at a time;
 - ``_audit.pxi``: the audit log writer's SHA-256 chain, leaf and Merkle hashing and
   record-line encoding, one call per batch;
+- ``_fold.pxi``: folding bodies that are not pure ASCII to their Latin skeleton with a
+  map back to the original bytes (the C twin of ``guard.normalize.fold``);
 - ``_message.pxi``: indexing batches of messages (banner, portion lines and interned
   portion marks) for the decision pipeline and its independent re-check.
 """
 
 include "_portions.pxi"
+include "_fold.pxi"
 include "_scan.pxi"
 include "_audit.pxi"
 include "_message.pxi"

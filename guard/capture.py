@@ -382,6 +382,8 @@ class _Libdeflate:
     Used only for sound blocks: anything it does not decode to exactly the stated
     length, consuming exactly the stored bytes, goes to zlib, which says what is wrong."""
 
+    KEEP = 8 << 20        # largest output buffer a thread keeps between blocks
+
     def __init__(self) -> None:
         self.fn: Any = None
         self.local = threading.local()   # a decompressor is not thread-safe
@@ -404,18 +406,27 @@ class _Libdeflate:
         bytes; None otherwise (or without libdeflate)."""
         if self.fn is None:
             return None
-        d = getattr(self.local, "d", None)
+        local = self.local
+        d = getattr(local, "d", None)
         if d is None:
-            d = self.local.d = self.lib.libdeflate_alloc_decompressor()  # lives with the thread
+            d = local.d = self.lib.libdeflate_alloc_decompressor()  # lives with the thread
             if not d:
                 return None
-        out = ctypes.create_string_buffer(raw_len)
+        # Inflate into a buffer kept by the thread, then copy out: a fresh zeroed buffer
+        # per block (create_string_buffer, then .raw) cost up to ~3x the inflation
+        # itself (zeroing, and the page faults of a new 1 MiB mapping when malloc
+        # hands one out), and the copy out of it was made anyway.
+        out = getattr(local, "buf", None)
+        if out is None or len(out) < raw_len:
+            out = ctypes.create_string_buffer(max(raw_len, 1))
+            if raw_len <= self.KEEP:
+                local.buf = out
         used, got = ctypes.c_size_t(), ctypes.c_size_t()
         rc = self.fn(d, stored, len(stored), out, raw_len, ctypes.byref(used),
                      ctypes.byref(got))
         if rc != 0 or used.value != len(stored) or got.value != raw_len:
             return None
-        return out.raw
+        return ctypes.string_at(out, raw_len)
 
 
 _LIBDEFLATE = _Libdeflate()

@@ -27,6 +27,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 # Gap kinds recorded before each squeezed character (0: none, the previous character is
 # adjacent). TIGHT: at most three non-blank separators ("-", ".", "\r\n") or one line break
@@ -77,7 +78,6 @@ _SKELETON_UPPER = {
 _INVISIBLE = set("\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u3164\uffa0")
 _LINE_BREAKS = set("\u0085\u2028\u2029")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
-_NON_ASCII_B = re.compile(rb"[\xc0-\xff][\x80-\xbf]*")  # one UTF-8 character (valid input)
 
 
 @lru_cache(maxsize=65536)
@@ -142,35 +142,22 @@ class Folded:
 def fold(data: bytes) -> Folded:
     """Fold ``data`` to its Latin skeleton with an offset map (identity for pure ASCII).
 
-    Valid UTF-8 takes a vectorised path (str.translate + numpy offsets; Python work only
-    per distinct non-ASCII character); invalid UTF-8 takes the per-character path.
+    Bodies that are not pure ASCII are folded in C (``guard._core.Folder``, the GIL
+    released): decoding and mapping run per byte in C, Python work (``fold_char``) only
+    for code points never seen before in this process. Equal to ``fold_slow``.
     """
     if data.isascii():
         return Folded(data, None, None, False)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return fold_slow(data)
-    return _fold_fast(data, text)
+    text, start, end, invalid = _folder().fold(data)
+    return Folded(text, start, end, invalid)
 
 
-def _fold_fast(data: bytes, text: str) -> Folded:
-    import numpy as np  # local: normalize stays importable without numpy for tools
+@lru_cache(maxsize=1)
+def _folder() -> Any:  # guard._core.Folder: a compiled class without stubs
+    """The process-wide C folder; its cache of skeletons grows with the code points seen."""
+    from guard import _core  # local: normalize stays importable before the core is built
 
-    raw = np.frombuffer(data, dtype=np.uint8)
-    starts = np.flatnonzero((raw & 0xC0) != 0x80).astype(np.int32)  # one per character
-    ends = np.empty_like(starts)
-    ends[:-1] = starts[1:]
-    ends[-1] = len(data)
-    table = {ch: fold_char(ch).encode("utf-8") for ch in set(_NON_ASCII.findall(text))}
-    nonascii = np.flatnonzero(raw[starts] >= 0x80)
-    lens = np.ones(len(starts), dtype=np.int64)
-    lens[nonascii] = [len(table[text[i]]) for i in nonascii.tolist()]
-    # only the non-ASCII characters are replaced (a regex walk in C, one call each)
-    out = _NON_ASCII_B.sub(lambda m: table[m.group().decode("utf-8")], data)
-    fs = np.repeat(starts, lens)
-    fe = np.repeat(ends, lens)
-    return Folded(out, fs, fe, False)
+    return _core.Folder(fold_char)
 
 
 def fold_slow(data: bytes) -> Folded:
