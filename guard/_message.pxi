@@ -21,10 +21,9 @@ cimport cython
 import numpy as np
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.object cimport PyObject_GenericSetAttr
 from libc.stdlib cimport calloc, free
 from libc.string cimport memchr, memcmp, memcpy
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int16_t, int64_t, uint64_t
 
 cnp.import_array()
 
@@ -638,6 +637,152 @@ def msgidx_real_matches(const int64_t[::1] sel, const signed char[::1] status,
     return out_a
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def msgidx_acting_matches(const int64_t[::1] sel, const signed char[::1] status,
+                          const int64_t[:, ::1] info, const int64_t[::1] rowstart,
+                          const int64_t[:, ::1] rows, const int[::1] mmsg,
+                          const int16_t[::1] mlist, const int64_t[::1] mstart,
+                          const int64_t[::1] mend, const unsigned char[::1] codes,
+                          const unsigned char[::1] allow):
+    """``msgidx_real_matches`` counting only the matches that act: ``codes[list id]``
+    0 never (a list with no action), 1 unless ``allow[k]`` (scan message k), 2 always;
+    an encoded run (negative list id) or a list id without a code always acts."""
+    cdef Py_ssize_t nmsg = status.shape[0], nsel = sel.shape[0], nm = mmsg.shape[0]
+    cdef Py_ssize_t nc = codes.shape[0]
+    cdef Py_ssize_t k, m, i, lo, hi, mid
+    cdef int64_t s, e
+    cdef int li, code
+    out_a = np.full(nmsg, -1, dtype=np.int64)
+    cdef int64_t[::1] out = out_a
+    if (info.shape[0] != nmsg or info.shape[1] < 3 or rowstart.shape[0] != nmsg + 1
+            or rows.shape[1] < 4 or mlist.shape[0] != nm or mstart.shape[0] != nm
+            or mend.shape[0] != nm or allow.shape[0] != nsel):
+        raise ValueError("msgidx_acting_matches: arrays of inconsistent shapes")
+    for i in range(nmsg):
+        if rowstart[i] < 0 or rowstart[i] > rowstart[i + 1] or rowstart[i + 1] > rows.shape[0]:
+            raise ValueError("msgidx_acting_matches: rowstart does not index rows")
+    for k in range(nsel):
+        if sel[k] >= nmsg:
+            raise IndexError("sel holds a message index out of range")
+    with nogil:
+        for k in range(nsel):
+            i = sel[k]
+            if i >= 0 and status[i] == 0:
+                out[i] = 0
+        for m in range(nm):
+            k = mmsg[m]
+            if k < 0 or k >= nsel:
+                continue
+            i = sel[k]
+            if i < 0 or status[i] != 0:
+                continue
+            li = mlist[m]
+            code = codes[li] if 0 <= li < nc else 2
+            if li < 0:
+                code = 2
+            if code == 0 or (code == 1 and allow[k]):
+                continue
+            s = mstart[m]
+            e = mend[m]
+            if (s >= 0 and e <= info[i, 0]) or (s >= info[i, 1] and e <= info[i, 2]):
+                continue  # inside a banner line
+            lo = rowstart[i]
+            hi = rowstart[i + 1]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if rows[mid, 0] <= s:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            lo -= 1
+            if lo >= rowstart[i] and s < rows[lo, 2] and e <= rows[lo, 1]:
+                if rows[lo, 3] == 0 or rows[lo, 3] >= 2:
+                    continue  # inside a portion mark, or a section banner line
+            out[i] += 1
+    return out_a
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def msgidx_ignorable(const int64_t[::1] sel, const signed char[::1] status,
+                     const int64_t[:, ::1] info, const int64_t[::1] rowstart,
+                     const int64_t[:, ::1] rows, const int[::1] ids, const int[::1] mmsg,
+                     const int16_t[::1] mlist, const int64_t[::1] mstart,
+                     const int64_t[::1] mend, const unsigned char[::1] codes,
+                     bytes withheld):
+    """Per indexed message, 1 when no outcome of the decision acts on any of its scan
+    matches, else 0 (-1: not selected or not indexed); guard/decide.py explains it.
+
+    The match rows (``mmsg`` sorted, as ``msgidx_real_matches``; ``mlist`` the list id,
+    negative for an encoded run) are judged by ``codes[list id]``: 0 ignored (no such
+    term list, or a clean list), 1 acts only on released text (scope ``released``), 2
+    acts, 3 a lane indicator (acts). ``withheld[mark id]`` is nonzero for the marks
+    whose portions never leave. A match acts when it is an encoded run or a lane
+    indicator; when it lies in a portion (not in its mark) that may leave; or, outside
+    every banner line and portion mark, when its list's code is 2."""
+    cdef Py_ssize_t nmsg = status.shape[0], nsel = sel.shape[0], nm = mmsg.shape[0]
+    cdef Py_ssize_t nc = codes.shape[0], nw = len(withheld)
+    cdef const unsigned char *w = <const unsigned char *>PyBytes_AS_STRING(withheld)
+    cdef Py_ssize_t k, m, i, lo, hi, mid, base
+    cdef int64_t s, e
+    cdef int li, code, v
+    out_a = np.full(nmsg, -1, dtype=np.int8)
+    cdef signed char[::1] out = out_a
+    if (info.shape[0] != nmsg or info.shape[1] < 3 or rowstart.shape[0] != nmsg + 1
+            or rows.shape[1] < 4 or ids.shape[0] < rowstart[nmsg] or mlist.shape[0] != nm
+            or mstart.shape[0] != nm or mend.shape[0] != nm):
+        raise ValueError("msgidx_ignorable: arrays of inconsistent shapes")
+    for i in range(nmsg):
+        if rowstart[i] < 0 or rowstart[i] > rowstart[i + 1] or rowstart[i + 1] > rows.shape[0]:
+            raise ValueError("msgidx_ignorable: rowstart does not index rows")
+    for k in range(nsel):
+        if sel[k] >= nmsg:
+            raise IndexError("sel holds a message index out of range")
+    with nogil:
+        for k in range(nsel):
+            i = sel[k]
+            if i >= 0 and status[i] == 0:
+                out[i] = 1
+        for m in range(nm):
+            k = mmsg[m]
+            if k < 0 or k >= nsel:
+                continue
+            i = sel[k]
+            if i < 0 or status[i] != 0 or out[i] != 1:
+                continue
+            li = mlist[m]
+            code = codes[li] if 0 <= li < nc else 2
+            if li < 0 or code == 3:
+                out[i] = 0   # an encoded run or a lane indicator: the decision looks
+                continue
+            s = mstart[m]
+            e = mend[m]
+            base = rowstart[i]
+            lo = base
+            hi = rowstart[i + 1]
+            while lo < hi:   # the last row (any kind) starting at or before s
+                mid = (lo + hi) // 2
+                if rows[mid, 0] <= s:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            lo -= 1
+            if lo >= base and rows[lo, 3] == 0 and s < rows[lo, 2]:
+                if e <= rows[lo, 1]:
+                    continue  # inside the portion mark
+                v = ids[lo]
+                if v < 0 or v >= nw or not w[v]:
+                    out[i] = 0  # in a portion that may be released
+                    continue
+            elif (e <= info[i, 0] or (info[i, 1] <= s and e <= info[i, 2])
+                  or (lo >= base and rows[lo, 3] >= 2 and e <= rows[lo, 2])):
+                continue  # inside a banner line
+            if code == 2:
+                out[i] = 0
+    return out_a
+
+
 # Capture blocks (guard/capture.py): the records of one decoded block, located in one
 # pass so that a replay hands the payloads to the pipeline without building a Python
 # object per record. Only locating: any record this pass does not fully understand
@@ -733,16 +878,108 @@ def capture_locate(const unsigned char[::1] raw, Py_ssize_t count):
     return None if status else (times_a, spans_a)
 
 
-cdef inline object _msgidx_finding(object cls, object rule, object message, Py_ssize_t s,
-                                   Py_ssize_t e):
-    # a frozen dataclass: fields set as its __init__ does (object.__setattr__), minus
-    # the Python-level call of __init__ itself
-    f = cls.__new__(cls)
-    PyObject_GenericSetAttr(f, "rule", rule)
-    PyObject_GenericSetAttr(f, "message", message)
-    PyObject_GenericSetAttr(f, "start", s)
-    PyObject_GenericSetAttr(f, "end", e)
-    return f
+cdef extern from *:
+    """
+    #include <structmember.h>
+    /* The byte offset of a writable object slot (a ``__slots__`` member descriptor) in
+       instances of a type of ``basicsize`` bytes; -1 when descr is anything else. */
+    static Py_ssize_t msgidx_slot_offset(PyObject *descr, Py_ssize_t basicsize) {
+        PyMemberDef *m;
+        if (Py_TYPE(descr) != &PyMemberDescr_Type) return -1;
+        m = ((PyMemberDescrObject *)descr)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) return -1;
+        if (m->offset < (Py_ssize_t)sizeof(PyObject)
+                || m->offset + (Py_ssize_t)sizeof(PyObject *) > basicsize) return -1;
+        return m->offset;
+    }
+    /* A new, zeroed instance of a heap type (what object.__new__(cls) does). */
+    static PyObject *msgidx_alloc(PyObject *cls) {
+        PyTypeObject *t = (PyTypeObject *)cls;
+        return t->tp_alloc(t, 0);
+    }
+    /* Fill an empty slot of a new instance (a new reference to v is stored). */
+    static inline void msgidx_slot_put(PyObject *o, Py_ssize_t off, PyObject *v) {
+        Py_INCREF(v);
+        *(PyObject **)((char *)o + off) = v;
+    }
+    """
+    Py_ssize_t msgidx_slot_offset(object descr, Py_ssize_t basicsize)
+    object msgidx_alloc(object cls)
+    void msgidx_slot_put(object o, Py_ssize_t off, object v)
+
+
+DEF SLOTMAKER_MAX = 12
+
+
+cdef class SlotMaker:
+    """Builds instances of a ``@dataclass(slots=True)`` class (frozen or not) by storing
+    every field straight into its slot: the same object as ``cls(*values)`` (whose
+    ``__init__`` only assigns the fields, through ``object.__setattr__`` when frozen) at
+    a fraction of the cost, for the many findings, portions and decisions of a batch.
+
+    ``names`` is the order of the values given to ``make``; it must name every slot of
+    ``cls`` once. Refused (TypeError) for a class this cannot build faithfully: one with
+    a base class other than object, its own ``__new__`` or a ``__post_init__``."""
+
+    cdef readonly object cls
+    cdef Py_ssize_t n
+    cdef Py_ssize_t off[SLOTMAKER_MAX]
+
+    def __cinit__(self, type cls, tuple names):
+        cdef Py_ssize_t i, o
+        slots = cls.__dict__.get("__slots__")
+        if (cls.__base__ is not object or cls.__new__ is not object.__new__
+                or hasattr(cls, "__post_init__") or not isinstance(slots, tuple)
+                or len(names) > SLOTMAKER_MAX or len(set(names)) != len(names)
+                or sorted(slots) != sorted(names)):
+            raise TypeError(f"SlotMaker cannot build {cls!r} from {names!r}")
+        for i, name in enumerate(names):
+            o = msgidx_slot_offset(cls.__dict__[name], cls.__basicsize__)
+            if o < 0:
+                raise TypeError(f"SlotMaker: {cls.__name__}.{name} is not an object slot")
+            self.off[i] = o
+        self.n = len(names)
+        self.cls = cls
+
+    cdef inline object new4(self, object a, object b, object c, object d):
+        # four-field types (Finding): no argument tuple
+        o = msgidx_alloc(self.cls)
+        msgidx_slot_put(o, self.off[0], a)
+        msgidx_slot_put(o, self.off[1], b)
+        msgidx_slot_put(o, self.off[2], c)
+        msgidx_slot_put(o, self.off[3], d)
+        return o
+
+    def make(self, *values):
+        """A new instance with its slots set to ``values`` (in the order of ``names``)."""
+        cdef Py_ssize_t i
+        if len(values) != self.n:
+            raise TypeError(f"SlotMaker.make takes {self.n} values, got {len(values)}")
+        o = msgidx_alloc(self.cls)
+        for i in range(self.n):
+            msgidx_slot_put(o, self.off[i], values[i])
+        return o
+
+    def make4(self, a, b, c, d):
+        """``make`` for a four-field type, without the argument tuple."""
+        if self.n != 4:
+            raise TypeError("SlotMaker.make4 needs a four-field type")
+        return self.new4(a, b, c, d)
+
+
+_msgidx_makers = {}
+# the field orders the builders below fill (guard.messages.Portion, guard.findings.Finding)
+_PORTION_FIELDS = ("start", "end", "mark_end", "mark", "section", "marking")
+_FINDING_FIELDS = ("rule", "message", "start", "end")
+
+
+cdef SlotMaker _msgidx_maker(object cls, tuple names):
+    """The SlotMaker of ``cls`` for ``names`` (one per class and order, kept)."""
+    key = (cls, names)
+    got = _msgidx_makers.get(key)
+    if got is None:
+        got = _msgidx_makers[key] = SlotMaker(cls, names)
+    return <SlotMaker>got
 
 
 cdef class MsgIdxRows:
@@ -813,6 +1050,7 @@ cdef class MsgIdxRows:
         banner, 3 closing banner); ``section`` counts the tearlines before a portion."""
         cdef Py_ssize_t lo, hi, j, sec = 0
         cdef int i
+        cdef SlotMaker mk = _msgidx_maker(cls, _PORTION_FIELDS)
         if k < 0 or k + 1 >= self.rowstart.shape[0]:
             raise IndexError("message index out of range")
         lo = self.rowstart[k]
@@ -828,15 +1066,62 @@ cdef class MsgIdxRows:
             i = self.ids[j]
             if i < 0 or i >= len(texts) or i >= len(markings):
                 raise ValueError("MsgIdxRows.portions: message k is not indexed")
-            f = cls.__new__(cls)
-            PyObject_GenericSetAttr(f, "start", self.rows[j, 0])
-            PyObject_GenericSetAttr(f, "end", self.rows[j, 2])
-            PyObject_GenericSetAttr(f, "mark_end", self.rows[j, 1])
-            PyObject_GenericSetAttr(f, "mark", texts[i])
-            PyObject_GenericSetAttr(f, "section", sec)
-            PyObject_GenericSetAttr(f, "marking", markings[i])
+            f = msgidx_alloc(mk.cls)
+            msgidx_slot_put(f, mk.off[0], self.rows[j, 0])
+            msgidx_slot_put(f, mk.off[1], self.rows[j, 2])
+            msgidx_slot_put(f, mk.off[2], self.rows[j, 1])
+            msgidx_slot_put(f, mk.off[3], texts[i])
+            msgidx_slot_put(f, mk.off[4], sec)
+            msgidx_slot_put(f, mk.off[5], markings[i])
             out.append(f)
         return out, other
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def layout(self, Py_ssize_t k, bytes withheld):
+        """Message k's portions as parallel lists ``starts, mark_ends, ends, ids`` (what
+        ``portions`` builds objects for); ``by_section``: the portion indices of each
+        section (main body first, then each tearline section); ``held``: the indices of
+        the portions whose mark id has a nonzero byte in ``withheld``; and the spans
+        ``(start, end)`` of the closing section banners (kind 3) and of the section
+        banners (kind 2). Returns these seven lists in that order."""
+        cdef Py_ssize_t lo, hi, j, p = 0, nw = len(withheld)
+        cdef const unsigned char *w = <const unsigned char *>PyBytes_AS_STRING(withheld)
+        cdef int i
+        if k < 0 or k + 1 >= self.rowstart.shape[0]:
+            raise IndexError("message index out of range")
+        lo = self.rowstart[k]
+        hi = self.rowstart[k + 1]
+        starts = []
+        mark_ends = []
+        ends = []
+        ids = []
+        cur = []
+        by_section = [cur]
+        held = []
+        closing = []
+        banners = []
+        for j in range(lo, hi):
+            if self.rows[j, 3] == 0:
+                i = self.ids[j]
+                if i < 0 or i >= nw:
+                    raise ValueError("MsgIdxRows.layout: a portion's mark id is not judged")
+                starts.append(self.rows[j, 0])
+                mark_ends.append(self.rows[j, 1])
+                ends.append(self.rows[j, 2])
+                ids.append(i)
+                cur.append(p)
+                if w[i]:
+                    held.append(p)
+                p += 1
+            elif self.rows[j, 3] == 1:
+                cur = []
+                by_section.append(cur)
+            elif self.rows[j, 3] == 2:
+                banners.append((self.rows[j, 0], self.rows[j, 2]))
+            else:
+                closing.append((self.rows[j, 0], self.rows[j, 2]))
+        return starts, mark_ends, ends, ids, by_section, held, closing, banners
 
     @cython.boundscheck(False)
     @cython.wraparound(False)
@@ -850,6 +1135,7 @@ cdef class MsgIdxRows:
         cdef Py_ssize_t lo, hi, j, p = 0, nw = len(withheld)
         cdef const unsigned char *w = <const unsigned char *>PyBytes_AS_STRING(withheld)
         cdef int i
+        cdef SlotMaker mk = _msgidx_maker(cls, _FINDING_FIELDS)
         if k < 0 or k + 1 >= self.rowstart.shape[0]:
             raise IndexError("message index out of range")
         lo = self.rowstart[k]
@@ -868,8 +1154,7 @@ cdef class MsgIdxRows:
             pids.append(i)
             if w[i]:
                 for rule, message in why[i]:
-                    findings.append(_msgidx_finding(cls, rule, message, self.rows[j, 0],
-                                                    self.rows[j, 2]))
+                    findings.append(mk.new4(rule, message, self.rows[j, 0], self.rows[j, 2]))
             else:
                 kept.append(p)
             p += 1

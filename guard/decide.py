@@ -18,11 +18,16 @@ a true banner and no match the decision would act on (none, or only matches of
 a ``Message``: released unchanged when the policy releases all its marks (judged once per
 distinct mark), else its withheld portions dropped, its best releasable tearline section
 released alone, or the whole message blocked (``nothing-releasable``,
-``partial-release-disallowed``), with the findings built in the core. A message whose
-only fault is invalid portion marks is blocked from the index with the parser's findings.
-Every other message takes the per-message path (``Stage.run``), which explains what it
-finds; tests/test_decide_fastpath.py and tests/test_decide_batchpaths.py check that both
-paths decide identically. The cyclic garbage collector is paused while batches run.
+``partial-release-disallowed``), with the findings built in the core (whether any
+match matters is judged for the whole batch in one pass of the core, on the scan's rows).
+Any other indexed message (a false banner, matches the decision acts on) is decided by
+``DecideStage.run_indexed``: the steps of ``run`` on the index's rows and the per-mark
+tables, its output written by ``redact.build_text``, still without a ``Message``. A
+message whose only fault is invalid portion marks is blocked from the index with the
+parser's findings. Every other message (JSON, non-ASCII, malformed, or a lane indicator
+in a portion) takes the per-message path (``Stage.run``), which explains what it finds;
+tests/test_decide_fastpath.py and tests/test_decide_batchpaths.py check that the paths
+decide identically. The cyclic garbage collector is paused while batches run.
 
 Verdicts: ``release`` (the input leaves unchanged), ``redact`` (non-releasable portions,
 PII or matched terms removed, banners recomputed, or a tearline section released on its
@@ -46,14 +51,14 @@ from typing import Any
 
 import numpy as np
 
-from guard._core import msgidx_real_matches
+from guard._core import SlotMaker, msgidx_ignorable, msgidx_real_matches
 from guard.findings import Finding
 from guard.markings import Marking, check_banner, classification_rank, releasable
 from guard.messages import BatchIndex, MarkIndex, Message, parse_mark, parse_message
 from guard.messages import portion_marking as _first_pass_mark
 from guard.policy import Policy, TermListSpec
 from guard.recheck import Rechecker, build_lists
-from guard.redact import Plan, build_lines, build_output
+from guard.redact import Plan, build_lines, build_output, build_text
 from guard.scanner import Match, Scanner
 from guard.selftest import check_scanner
 
@@ -114,7 +119,11 @@ class _Ctx:
     real = -1            # indexed: scan matches outside banners and marks
     plain = False        # decided on the index: released unchanged
     keep: tuple[list[tuple[int, int]], int] | None = None  # index: lines kept, marks
-    matches: Sequence[Match] = ()
+    # decided on the index by ``run_indexed``: per portion its line start, end, mark id
+    spans: tuple[list[int], list[int], list[int]] | None = None
+    _matches: Sequence[Match] | None = None
+    scan: tuple[Any, int] | None = None  # indexed: (BatchResult, row) holding its matches
+    ign: bool | None = None  # indexed: no outcome acts on its matches (msgidx_ignorable)
     blocked = False
     quarantine = False
     rewrite = False
@@ -147,6 +156,18 @@ class _Ctx:
         self.ix = None
 
     @property
+    def matches(self) -> Sequence[Match]:
+        """The scan's matches; built from the batch result on first use when indexed."""
+        if self._matches is None:
+            self._matches = () if self.scan is None else self.scan[0].matches_for(self.scan[1])
+        return self._matches
+
+    @matches.setter
+    def matches(self, value: Sequence[Match]) -> None:
+        self._matches = value
+        self.scan = None
+
+    @property
     def parsed(self) -> bool:
         """A parse result exists (indexed or parsed), without building it."""
         return self._msg is not None or self.ix is not None
@@ -156,40 +177,23 @@ class _Ctx:
         self.findings.extend(findings)
 
 
-_new = object.__new__
-_SET_RULE, _SET_MSG = Finding.rule.__set__, Finding.message.__set__  # type: ignore[attr-defined]
-_SET_START, _SET_END = Finding.start.__set__, Finding.end.__set__  # type: ignore[attr-defined]
-
-
-def _finding(rule: str, message: str, start: int, end: int) -> Finding:
-    """``Finding(rule, message, start, end)``, built without the frozen dataclass's
-    ``__init__`` (which sets each field through ``object.__setattr__``): the very same
-    object at about half the cost, for the many per-portion findings of a batch."""
-    f = _new(Finding)
-    _SET_RULE(f, rule)
-    _SET_MSG(f, message)
-    _SET_START(f, start)
-    _SET_END(f, end)
-    return f
+#: ``Finding(rule, message, start, end)`` with the fields stored straight into the slots
+#: (the frozen dataclass's ``__init__`` sets each through ``object.__setattr__``): the very
+#: same object at a fraction of the cost, for the many per-portion findings of a batch.
+_finding: Callable[[str, str, int, int], Finding] = SlotMaker(
+    Finding, ("rule", "message", "start", "end")).make4
+_DECISION_FIELDS = ("verdict", "findings", "output", "banner", "policy_sha256", "message_id",
+                    "format", "candidate", "lanes", "auto_release")
+_decision: Callable[..., Decision] = SlotMaker(Decision, _DECISION_FIELDS).make
 
 
 def _released(output: bytes | None, banner: str | None, pid: str, message_id: str,
               candidate: bytes | None, lanes: tuple[str, ...]) -> Decision:
     """``Decision("release", [], output, banner, pid, message_id, "text", candidate,
-    lanes)`` with its fields set directly (a batch makes hundreds: about half the cost
-    of ``__init__``); every field is set (tests compare it with ``__init__``'s)."""
-    d = _new(Decision)
-    d.verdict = "release"
-    d.findings = []
-    d.output = output
-    d.banner = banner
-    d.policy_sha256 = pid
-    d.message_id = message_id
-    d.format = "text"
-    d.candidate = candidate
-    d.lanes = lanes
-    d.auto_release = False
-    return d
+    lanes)`` with its fields stored directly (a batch makes hundreds); every field is set
+    (tests compare it with ``__init__``'s)."""
+    return _decision("release", [], output, banner, pid, message_id, "text", candidate,
+                     lanes, False)
 
 
 def _internal(msg: str, n: int = 0) -> Finding:
@@ -331,7 +335,7 @@ class ScanStage(Stage):
                     elif real[i] >= 0:  # indexed: matches outside banners and marks
                         c.real = real[i]
                         if real[i]:
-                            c.matches = res.matches_for(i)
+                            c.scan = (res, i)  # Match objects only if a stage asks
                     else:
                         rows = rows or _Rows(res, len(live))
                         if rows.outside(i, c.msg.banner_spans):  # type: ignore[union-attr]
@@ -407,6 +411,7 @@ class DecideStage(Stage):
         self._withheld: tuple[int, int, int] = (-1, 0, 0)
         self._wtables: tuple[int, bytes, list[Any]] = (-1, b"", [])
         self._banner_ok: dict[tuple[int, str, int], bool] = {}
+        self._codes: tuple[Scanner, np.ndarray] | None = None
 
     def withheld_mask(self, ix: BatchIndex) -> int:
         """Bit set of the mark ids of ``ix`` whose portions ``reasons`` withholds; each
@@ -523,6 +528,45 @@ class DecideStage(Stage):
                 return False
         return True
 
+    def _list_codes(self, scanner: Scanner) -> np.ndarray:
+        """Per list id of ``scanner``, how a match of it counts for ``_ignorable``: 0
+        ignored (no term list of the policy, or a clean list), 1 acts only on released
+        text (scope ``released``), 2 acts, 3 a lane indicator."""
+        got = self._codes
+        if got is None or got[0] is not scanner:
+            codes = []
+            for tl in scanner.lists:
+                spec = self.specs.get(tl.name)
+                codes.append(3 if tl.name in self.lanes else
+                             0 if spec is None or spec.kind == "clean" else
+                             1 if spec.scope == "released" else 2)
+            got = self._codes = (scanner, np.array(codes or [0], dtype=np.uint8))
+        return got[1]
+
+    def _judge_matches(self, ctxs: Sequence[_Ctx]) -> None:
+        """``ctx.ign`` for the indexed messages with matches: ``_ignorable`` for the
+        whole batch in one pass of the core, on the scan's rows (no Match objects)."""
+        group = [c for c in ctxs if c.scan is not None and c.ix is not None and not c.blocked]
+        if not group:
+            return
+        res, batch = group[0].scan[0], group[0].ix[0]  # type: ignore[index]
+        if batch.generation != batch.marks.generation:
+            return
+        group = [c for c in group if c.scan[0] is res and c.ix[0] is batch]  # type: ignore[index]
+        flags, _why = self._withheld_tables(batch)
+        sel = np.full(len(res.sizes), -1, dtype=np.int64)
+        for c in group:
+            sel[c.scan[1]] = c.ix[1]  # type: ignore[index]
+        out = msgidx_ignorable(sel, batch.status, batch.info, batch.rowstart, batch.rows,
+                               batch.ids, np.ascontiguousarray(res.msg, dtype=np.int32),
+                               np.ascontiguousarray(res.list_id, dtype=np.int16),
+                               np.ascontiguousarray(res.start, dtype=np.int64),
+                               np.ascontiguousarray(res.end, dtype=np.int64),
+                               self._list_codes(res.scanner), flags).tolist()
+        for c in group:
+            got = out[c.ix[1]]  # type: ignore[index]
+            c.ign = None if got < 0 else got == 1
+
     def run_batch(self, ctxs: Sequence[_Ctx], tick: Callable[[], None]) -> None:
         """Indexed messages with a true banner and no match ``run`` would act on are
         decided on the index without building a Message: released unchanged when every
@@ -533,9 +577,17 @@ class DecideStage(Stage):
         name, banner_ok = self.name, self.banner_ok
         last: BatchIndex | None = None  # the batch of the previous message, and ...
         w = 0                           # ... the bit set of its withheld mark ids
+        try:
+            self._judge_matches(ctxs)
+        except Exception as exc:  # fail closed, as any stage
+            for ctx in ctxs:
+                ctx.block([_internal(f"stage 'decide' failed: {type(exc).__name__}: {exc}")])
+            tick()
+            return
         for ctx in ctxs:
             ix = ctx.ix
-            if ix is not None and not ctx.blocked and (ctx.real == 0) == (not ctx.matches):
+            if (ix is not None and not ctx.blocked
+                    and (ctx.real == 0) == (ctx.scan is None and not ctx._matches)):
                 try:
                     if now > ctx.deadline:
                         raise TimeoutError("the time budget ran out before stage 'decide'")
@@ -546,14 +598,18 @@ class DecideStage(Stage):
                             last, w = batch, self.withheld_mask(batch)
                         withheld = batch.masks[k] & w
                         # matches that no outcome would act on do not need ``run``
-                        if not ctx.matches or self._ignorable(batch, k, ctx.matches,
-                                                              withheld):
+                        if ctx.real == 0 or (ctx.ign if ctx.ign is not None else
+                                             self._ignorable(batch, k, ctx.matches, withheld)):
                             if not withheld:
                                 ctx.plain = True
                                 ctx.banner = batch.banners[k]
                             if withheld == 0 or self._withhold(ctx, batch, k, withheld):
                                 ctx.completed.append(name)
                                 continue
+                    if (batch.generation == batch.marks.generation
+                            and self.run_indexed(ctx, batch, k)):
+                        ctx.completed.append(name)
+                        continue
                 except Exception as exc:
                     ctx.block([_internal(f"stage 'decide' failed: {type(exc).__name__}: "
                                          f"{exc}")])
@@ -646,6 +702,140 @@ class DecideStage(Stage):
                 self._banner.clear()
             self._banner[key] = got
         return got
+
+    def run_indexed(self, ctx: _Ctx, ix: BatchIndex, k: int) -> bool:
+        """``run`` for indexed message k, on the index's rows and the per-mark-id tables
+        instead of a ``Message`` (same steps, same findings in the same order). False,
+        having changed nothing, when ``run`` must decide (a lane indicator matched)."""
+        pol = self.policy
+        flags, why = self._withheld_tables(ix)
+        (starts, mark_ends, ends, pids, by_sec, withheld, closing,
+         sec_spans) = ix.row_index.layout(k, flags)
+        texts, markings = ix.texts, ix.markings
+        top, b0, b1 = ix.info[k, :3].tolist()
+        secs = ix.sections[k] if ix.sections else []
+        findings: list[Finding] = []
+        blockf: list[Finding] = []
+        quarf: list[Finding] = []
+
+        # 2 (first: lanes send the message to ``run``). term matches, located in portions
+        hits: list[tuple[int, TermListSpec, Match]] = []
+        matches = ctx.matches
+        if matches:
+            other = [(0, top), (b0, b1), *closing, *sec_spans]
+            lanes, specs, encoded = self.lanes, self.specs, self.encoded
+            for mt in matches:
+                i = bisect_right(starts, mt.start) - 1
+                if i >= 0 and mt.start < ends[i]:
+                    if mt.end <= mark_ends[i]:
+                        continue
+                else:
+                    i = -1
+                    if any(s <= mt.start and mt.end <= e for s, e in other):
+                        continue  # inside a banner line
+                if mt.kind == "encoded":
+                    hits.append((i, encoded, mt))
+                    continue
+                if mt.list_name in lanes:
+                    if i >= 0:
+                        return False  # a lane may release a portion: ``run`` decides
+                    continue
+                spec = specs.get(mt.list_name)
+                if spec is None or spec.kind == "clean":
+                    continue
+                hits.append((i, spec, mt))
+
+        # 1. banners against the roll-up of their portions (cached by banner and marks)
+        if not self.banner_ok(ix, k):
+            bad_banner: list[Finding] = []
+            ids = ix.marks.members(ix.masks[k])
+            got = self.banner_findings(ix.banners[k] or "", ix.banner_marks[k],  # type: ignore[arg-type]
+                                       [texts[i] for i in ids], [markings[i] for i in ids])
+            bad_banner += [Finding("banner-rollup", f"the banner does not match its "
+                                   f"portions: {t}", 0, top) for t in got]
+            for text, m, span, mask, _ps in secs:
+                ids = ix.marks.members(mask)
+                got = self.banner_findings(text, m, [texts[i] for i in ids],
+                                           [markings[i] for i in ids])
+                bad_banner += [Finding("banner-rollup", "the tearline banner does not match "
+                                       f"its portions: {t}", *span) for t in got]
+            if bad_banner:
+                ctx.rewrite = True
+                if pol.banner_mismatch == "block":
+                    blockf += bad_banner
+                elif pol.banner_mismatch == "quarantine":
+                    quarf += bad_banner
+                else:
+                    findings += bad_banner
+
+        # 3. per-portion release check: per mark id (no lane matched), ``withheld`` above
+        nsec = len(by_sec)
+        if nsec != len(secs) + 1:
+            raise ValueError("the index's sections do not match its rows")
+
+        # 4. choose what would leave
+        sections: list[list[int]]
+        if not withheld:
+            sections = by_sec
+        else:
+            mk = _finding
+            for i in withheld:
+                s, e = starts[i], ends[i]
+                findings += [mk(r, t, s, e) for r, t in why[pids[i]]]
+            wset = set(withheld)
+            tear = [x for x in range(1, nsec) if not any(i in wset for i in by_sec[x])]
+            if pol.tearline_release and tear:
+                best = max(tear, key=lambda x: len(by_sec[x]))
+                sections = [list(by_sec[best])]
+                findings.append(Finding("tearline-release", "only the releasable tearline "
+                                        "section is released, on its own; the rest of the "
+                                        "report is withheld", *secs[best - 1][2]))
+            elif pol.portion_release:
+                sections = [[i for i in s if i not in wset] for s in by_sec]
+                if not any(sections):
+                    blockf.append(Finding("nothing-releasable", "no portion of the message may "
+                                          "be released to the destination", 0, len(ctx.data)))
+            else:
+                sections = []
+                blockf.append(Finding("partial-release-disallowed", "some portions may not be "
+                                      "released and the policy does not allow releasing part "
+                                      "of a message", 0, len(ctx.data)))
+        kept = {i for s in sections for i in s}
+
+        # 5. term actions
+        cuts: dict[int, list[tuple[int, int]]] = {}
+        for i, spec, mt in hits:
+            released = i in kept
+            if spec.scope == "released" and not released:
+                continue
+            what = (f"pattern '{mt.term}'" if mt.kind == "pattern" else
+                    "an encoded run the guard cannot inspect" if mt.kind == "encoded" else
+                    f"a term of list '{spec.name}'")
+            if spec.action == "block":
+                blockf.append(Finding(spec.rule, f"{what} was found; the policy blocks the "
+                                      "message", mt.start, mt.end))
+            elif spec.action == "quarantine":
+                quarf.append(Finding(spec.rule, f"{what} was found; the message needs human "
+                                     "review", mt.start, mt.end))
+            elif released:
+                s, e = max(mt.start, mark_ends[i]), min(mt.end, ends[i])
+                if s >= e:
+                    blockf.append(Finding(spec.rule, f"{what} cannot be cut out cleanly",
+                                          mt.start, mt.end))
+                    continue
+                cuts.setdefault(i, []).append((s, e))
+                findings.append(Finding(spec.rule, f"{what} was redacted", mt.start, mt.end))
+
+        # 6. verdict (no lane matched: no lanes, no automatic release)
+        if blockf:
+            ctx.block(blockf + findings)
+            return True
+        ctx.plan = Plan(sections, cuts)
+        ctx.findings = quarf + findings
+        ctx.quarantine = bool(quarf)
+        ctx.rewrite = ctx.rewrite or bool(withheld) or bool(cuts)
+        ctx.spans = (starts, ends, pids)
+        return True
 
     def run(self, ctx: _Ctx) -> None:
         if ctx.blocked or ctx.msg is None:
@@ -825,9 +1015,20 @@ class RedactStage(Stage):
                                                  [ix.markings[i] for i in ids])
             ctx.verdict = "redact"
             return
-        if ctx.blocked or ctx.msg is None or ctx.plan is None:
+        if ctx.blocked or ctx.plan is None:
             return
-        if ctx.rewrite:
+        if ctx.spans is not None and ctx.ix is not None and ctx._msg is None:
+            ix, k = ctx.ix  # decided on the index: the plan's portions are its rows
+            if ctx.rewrite:
+                starts, ends, pids = ctx.spans
+                out, banner = build_text(ctx.data, ctx.plan, starts, ends,
+                                         [ix.texts[i] for i in pids],
+                                         [ix.markings[i] for i in pids])
+            else:
+                out, banner = ctx.data, ix.banners[k] or ""
+        elif ctx.msg is None:
+            return
+        elif ctx.rewrite:
             out, banner = build_output(ctx.msg, ctx.plan)
         else:
             out, banner = ctx.data, ctx.msg.banner
@@ -1028,14 +1229,15 @@ class Pipeline:
                 findings.append(_internal("not every filter ran in order and completed "
                                           f"(ran: {', '.join(ctx.completed) or 'none'})",
                                           len(ctx.data)))
-            return Decision("block", findings, None, None, pid, ctx.message_id, fmt)
+            return _decision("block", findings, None, None, pid, ctx.message_id, fmt, None,
+                             (), False)
         if ctx.verdict != "release" and not ctx.findings:
             return Decision("block", [_internal("a non-release decision without a finding",
                                                 len(ctx.data))], None, None, pid,
                             ctx.message_id, fmt)
-        return Decision(ctx.verdict, list(ctx.findings), ctx.output, ctx.banner, pid,
-                        ctx.message_id, fmt, ctx.candidate, ctx.lanes,
-                        ctx.auto and ctx.verdict == "quarantine")
+        return _decision(ctx.verdict, list(ctx.findings), ctx.output, ctx.banner, pid,
+                         ctx.message_id, fmt, ctx.candidate, ctx.lanes,
+                         ctx.auto and ctx.verdict == "quarantine")
 
     def decide(self, data: bytes, message_id: str = "") -> Decision:
         """Decide one message. Never raises: any failure is a ``block``."""

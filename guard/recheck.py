@@ -10,8 +10,10 @@ remains. Any finding means the output may not leave: the pipeline blocks.
 
 ``check_batch`` does the same for a batch: the outputs are indexed by the Cython core
 (``messages.BatchIndex``) and scanned together; an output of the simple report shape with
-no match outside its banners and marks, no mark this policy refuses and a banner equal to
-the roll-up of its marks passes there; anything else goes through ``prepare``/``finish``.
+no match outside its banners and marks that ``finish`` would report (counted in the core:
+encoded runs, block and redact lists, quarantine lists unless the output is a quarantine
+candidate), no mark this policy refuses and a banner equal to the roll-up of its marks
+passes there; anything else goes through ``prepare``/``finish``.
 
 How independence from the first pass is kept: the re-check receives only the output
 BYTES. It indexes and parses them again itself, interns their marks in its own
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from guard._core import msgidx_real_matches
+from guard._core import msgidx_acting_matches
 from guard.findings import Finding
 from guard.markings import (
     Marking,
@@ -102,8 +104,21 @@ class Rechecker:
         self.index = MarkIndex(self._pmark, lambda t: self._mark(t, "banner"))
         self._bad: tuple[int, int, int] = (-1, 0, 0)  # (generation, ids judged, bit set)
         self._banner_mask: dict[tuple[int, str, int], bool] = {}
+        self._codes: np.ndarray | None = None
 
     # ------------------------------------------------------------ batch
+    def _list_codes(self) -> np.ndarray:
+        """Per list id of this check's scanner, whether ``finish`` turns a match of it
+        (outside banners and marks) into a finding: 0 never (a lane or clean list, no
+        action), 1 unless the output is a quarantine candidate, 2 always."""
+        if self._codes is None:
+            codes = []
+            for tl in self.scanner.lists:
+                action = None if tl.name in self.lanes else self.actions.get(tl.name)
+                codes.append(0 if action is None else 1 if action == "quarantine" else 2)
+            self._codes = np.array(codes or [0], dtype=np.uint8)
+        return self._codes
+
     def _bad_mask(self, ix: BatchIndex) -> int:
         """Bit set of the ids of marks this policy refuses (judged once per mark)."""
         gen, done, mask = self._bad
@@ -161,10 +176,15 @@ class Rechecker:
         res = self.scanner.scan_batch(buf, offsets)
         flags = res.flags.tolist()
         sel = np.where(ix.status == 0, np.arange(n, dtype=np.int64), -1)
-        real = msgidx_real_matches(sel, ix.status, ix.info, ix.rowstart, ix.rows,
-                                   np.ascontiguousarray(res.msg, dtype=np.int32),
-                                   np.ascontiguousarray(res.start, dtype=np.int64),
-                                   np.ascontiguousarray(res.end, dtype=np.int64)).tolist()
+        # matches that would give a finding (a quarantine list's may stay in a candidate)
+        real = msgidx_acting_matches(sel, ix.status, ix.info, ix.rowstart, ix.rows,
+                                     np.ascontiguousarray(res.msg, dtype=np.int32),
+                                     np.ascontiguousarray(res.list_id, dtype=np.int16),
+                                     np.ascontiguousarray(res.start, dtype=np.int64),
+                                     np.ascontiguousarray(res.end, dtype=np.int64),
+                                     self._list_codes(),
+                                     np.fromiter(allow_quarantine, dtype=np.uint8,
+                                                 count=n)).tolist()
         same_gen = ix.generation == self.index.generation
         bad = self._bad_mask(ix) if same_gen else -1
         masks, fits = ix.masks, self._banner_fits

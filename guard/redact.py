@@ -16,7 +16,7 @@ from typing import Any
 from guard.markings import Marking, render_banner, rollup
 from guard.messages import TEARLINE, Message, marking_to_ism
 
-__all__ = ["PLACEHOLDER", "Plan", "build_lines", "build_output"]
+__all__ = ["PLACEHOLDER", "Plan", "build_lines", "build_output", "build_text"]
 
 #: What replaces a cut span: no letter run that a term list is likely to hold.
 PLACEHOLDER = b"[REDACTED]"
@@ -48,12 +48,14 @@ _rollups: dict[frozenset[str], Marking] = {}
 _banners: dict[frozenset[str], tuple[str, bytes]] = {}   # build_lines: roll-up banners
 
 
-def _rollup(msg: Message, idx: Sequence[int]) -> Marking:
-    """Roll-up of the portions ``idx``, cached by the set of their mark texts."""
-    key = frozenset(msg.portions[i].mark for i in idx)
+def _rollup(marks: Sequence[str], markings: Sequence[Marking | None],
+            idx: Sequence[int]) -> Marking:
+    """Roll-up of the portions ``idx`` (their mark texts ``marks[i]``, markings
+    ``markings[i]``), cached by the set of their mark texts."""
+    key = frozenset(marks[i] for i in idx)
     got = _rollups.get(key)
     if got is None:
-        ms = [msg.portions[i].marking for i in idx]
+        ms = [markings[i] for i in idx]
         if any(m is None for m in ms):
             raise ValueError("a kept portion has no marking")
         got = rollup(ms)  # type: ignore[arg-type]
@@ -85,25 +87,40 @@ def build_lines(text: bytes, lines: Sequence[tuple[int, int]], marks: Sequence[s
 
 def build_output(msg: Message, plan: Plan) -> tuple[bytes, str]:
     """The released bytes and their banner for ``plan``; sections left empty are dropped."""
+    ps = msg.portions
+    if msg.format == "json":
+        marks, markings = [p.mark for p in ps], [p.marking for p in ps]
+        sections = [s for s in plan.sections if s]
+        if not sections:
+            raise ValueError("nothing to release")
+        sec_marks = [_rollup(marks, markings, sec) for sec in sections]
+        doc = _rollup(marks, markings, [i for sec in sections for i in sec])
+        return _build_json(msg, plan, sections, sec_marks, doc), render_banner(doc)
+    return build_text(msg.text, plan, [p.start for p in ps], [p.end for p in ps],
+                      [p.mark for p in ps], [p.marking for p in ps])
+
+
+def build_text(text: bytes, plan: Plan, starts: Sequence[int], ends: Sequence[int],
+               marks: Sequence[str], markings: Sequence[Marking | None]) -> tuple[bytes, str]:
+    """``build_output`` for a plain-text report given per portion its line span
+    ``text[starts[i]:ends[i]]``, mark text and marking (a ``Message``'s portions, or the
+    batch index's rows without building one)."""
     sections = [s for s in plan.sections if s]
     if not sections:
         raise ValueError("nothing to release")
-    sec_marks = [_rollup(msg, sec) for sec in sections]
-    doc = _rollup(msg, [i for sec in sections for i in sec])
+    sec_marks = [_rollup(marks, markings, sec) for sec in sections]
+    doc = _rollup(marks, markings, [i for sec in sections for i in sec])
     banner = render_banner(doc)
-    if msg.format == "json":
-        return _build_json(msg, plan, sections, sec_marks, doc), banner
-    text = msg.text
     lines = [banner.encode("utf-8")]
     for k, sec in enumerate(sections):
         if k:
             lines.append(TEARLINE)
             lines.append(render_banner(sec_marks[k]).encode("utf-8"))
         for i in sec:
-            p = msg.portions[i]
-            line = text[p.start:p.end]
+            s, e = starts[i], ends[i]
+            line = text[s:e]
             cuts = plan.cuts.get(i)
-            lines.append(_cut(line, p.start, cuts) if cuts else line)
+            lines.append(_cut(line, s, cuts) if cuts else line)
     lines.append(lines[0])
     return b"\n".join(lines) + b"\n", banner
 

@@ -125,3 +125,75 @@ def test_batches_restore_the_garbage_collector(enabled: bool) -> None:
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+_MAIN = {"rel": "(S//REL TO USA, FVEY) Convoy left port{w}.",
+         "nf": "(S//NF) Convoy left port{w}.",
+         "u": "(U) Weather was clear{w}."}
+_WORDS = {"": "", "pii": " near 123-45-6789", "code": " under KLONDIKE",
+          "usper": " with a US person", "lane": " as sea level rose"}
+
+
+def _report(banner: str, main: list[tuple[str, str]],
+            sections: list[tuple[str, list[tuple[str, str]]]]) -> bytes:
+    lines = [banner, *(_MAIN[m].format(w=_WORDS[w]) for m, w in main)]
+    for sb, ps in sections:
+        lines += ["-------- TEARLINE --------", sb, *(_MAIN[m].format(w=_WORDS[w]) for m, w in ps)]
+    return ("\n".join([*lines, banner]) + "\n").encode()
+
+
+def _indexed_cases() -> list[bytes]:
+    rel, nf = "SECRET//REL TO USA, FVEY", "SECRET//NOFORN"
+    out = []
+    for w1 in _WORDS:
+        for w2 in _WORDS:
+            out += [
+                _report(nf, [("nf", w1), ("rel", w2)], []),                # portion release
+                _report(nf, [("nf", w1)], [(rel, [("rel", w2)])]),         # tearline release
+                _report(nf, [("nf", w1), ("rel", "")], [(rel, [("rel", w2), ("u", w1)]),
+                                                        (rel, [("u", w2)])]),
+                _report(nf, [("nf", w1)], [(nf, [("nf", w2)])]),           # nothing releasable
+                _report(rel, [("rel", w1), ("u", w2)], []),                # release / redact
+                _report("UNCLASSIFIED", [("rel", w1), ("u", w2)], []),     # banner mismatch
+                _report(rel, [("rel", w1)], [("UNCLASSIFIED", [("rel", w2)])]),
+            ]
+    return out
+
+
+@pytest.mark.parametrize("changes", [{}, {"portion_release": False}, {"tearline_release": False},
+                                     {"banner_mismatch": "block"},
+                                     {"banner_mismatch": "quarantine"}])
+@pytest.mark.parametrize("name", ["us-secret-to-fvey", "us-secret-to-nato"])
+def test_indexed_decisions_with_matches_equal_the_reference(
+        name: str, changes: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Indexed messages whose matches the decision acts on (PII cut, code words, US-person
+    terms, lane indicators) with withheld portions, tearline sections and false banners,
+    under policy variants: ``DecideStage.run_indexed`` decides (or hands a lane match to
+    ``run``) exactly as the reference path."""
+    import dataclasses
+
+    from guard.decide import DecideStage
+
+    pol = dataclasses.replace(load_policy(REPO / "policies" / f"{name}.yaml"), **changes)
+    pipe = Pipeline(pol, watchdog=False)
+    used: list[bool] = []
+    real = DecideStage.run_indexed
+
+    def counted(self, ctx, ix, k):  # type: ignore[no-untyped-def]
+        got = real(self, ctx, ix, k)
+        used.append(got)
+        return got
+
+    def never(*args: object) -> bool:
+        raise AssertionError("the core judges the batch's matches (msgidx_ignorable)")
+
+    monkeypatch.setattr(DecideStage, "run_indexed", counted)
+    monkeypatch.setattr(DecideStage, "_ignorable", never)
+    msgs = _indexed_cases()
+    got = [_key(d) for d in pipe.decide_batch(msgs)]
+    assert got == [_reference(pipe, m) for m in msgs]
+    assert used.count(True) > len(msgs) // 4  # the indexed path really decided many
+    verdicts = {g[0] for g in got}
+    assert {"block", "redact"} <= verdicts
+    if not changes and name == "us-secret-to-fvey":
+        assert {"quarantine", "release"} <= verdicts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -90,3 +91,31 @@ def test_fast_path_equals_line_parser(middle: list[str], crlf: bool, banner: str
 
 
 _RC: list[Rechecker] = []
+
+
+_BINARY_B64 = base64.b64encode(bytes(range(128, 200)))  # decodes to bytes, not text
+
+
+def test_check_batch_judges_matches_like_check() -> None:
+    """The batch re-check counts in the core only the matches ``finish`` reports: a
+    quarantine list's term may stay in a quarantine candidate (and only there), a
+    redact or block list's term, a PII pattern and an encoded run never, a lane
+    indicator does not matter; whatever the count says, ``check_batch`` equals
+    ``check`` and the outputs without a reportable match pass on the index."""
+    from guard.decide import Pipeline
+
+    rc = Pipeline(load_policy(POLICIES / "us-secret-to-nato.yaml"),
+                  watchdog=False).stages[-1].rechecker  # type: ignore[attr-defined]
+    head = b"SECRET//REL TO USA, NATO\n(S//REL TO USA, NATO) Convoy left port"
+    tails = [b".", b" with a US person.", b" near 123-45-6789.", b" under KLONDIKE.",
+             b" as sea level rose.", b" " + _BINARY_B64 + b".",
+             b" with a US person as sea level rose."]
+    outs = [head + t + b"\nSECRET//REL TO USA, NATO\n" for t in tails]
+    for allow in (False, True):
+        flags = [allow] * len(outs)
+        got = rc.check_batch(outs, flags)
+        want = [rc.check(o, allow_quarantine=allow) for o in outs]
+        assert [[f.to_dict() for f in x] for x in got] == \
+            [[f.to_dict() for f in x] for x in want]
+        passed = [not x for x in got]
+        assert passed == [True, allow, False, False, True, False, allow]
