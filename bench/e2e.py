@@ -12,7 +12,9 @@ re-checked, recorded in the signed audit log and stamped. Producer processes (tw
 by default: one Python producer limits the bridge) publish QoS 1 as fast as they
 can (throughput: first to last arrival at a QoS-1 subscriber on the low side), then
 again at half the rate just measured (latency: p50 and p99 from the send time carried
-in the message id to the arrival).
+in the message id to the arrival). The guard runs with its latency trace on
+(``latency_trace``), so the half-rate run also reports where the time went, leg by
+leg (``leg_<leg>_ms_<size>``: see ``_legs`` and bench/README.md).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="512,4096,65536", help="message sizes to measure")
     parser.add_argument("--producers", type=int, default=2,
                         help="producer processes feeding each path (the same for both)")
+    parser.add_argument("--keep-trace", metavar="DIR", default=None,
+                        help="copy the guard's per-message latency trace (JSON lines) here")
 
 
 # -- producer (its own process, so that it does not compete for the GIL) -----------------
@@ -119,6 +123,7 @@ class _Arrivals:
         self.tag = ""
         self.times: list[float] = []
         self.latencies: list[float] = []
+        self.arrived: dict[str, int] = {}  # message id -> arrival (wall-clock ns)
         self.client = paho_client(ep, f"e2e-sink-{os.getpid()}-{time.monotonic_ns()}",
                                   fast=True)
         self.client.on_publish_received = self._on_publish  # type: ignore[attr-defined]
@@ -139,13 +144,14 @@ class _Arrivals:
             if tag != self.tag:
                 return
             self.times.append(time.perf_counter())
+            self.arrived[mid] = now
             sent = rest.rpartition("-")[2]
             if sent.isdigit():
                 self.latencies.append((now - int(sent)) / 1e6)
 
     def reset(self, tag: str) -> None:
         with self.lock:
-            self.tag, self.times, self.latencies = tag, [], []
+            self.tag, self.times, self.latencies, self.arrived = tag, [], [], {}
 
     def wait(self, count: int, timeout_s: float, idle_s: float = 5.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -173,7 +179,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _measure(ep: Endpoint, topic: str, arrivals: _Arrivals, payloads: Path, count: int,
-             tag: str, rate: float | None, producers: int = 1) -> dict[str, float]:
+             tag: str, rate: float | None, producers: int = 1) -> dict[str, Any]:
     arrivals.reset(tag)
     procs = _start_producers(ep, topic, payloads, count, rate, tag, producers)
     arrivals.wait(count, timeout_s=max(60.0, count / 100))
@@ -182,7 +188,8 @@ def _measure(ep: Endpoint, topic: str, arrivals: _Arrivals, payloads: Path, coun
     times, lat = arrivals.times, arrivals.latencies
     span = times[-1] - times[0] if len(times) > 1 else 0.0
     return {"msgs_s": round((len(times) - 1) / span, 1) if span > 0 else 0.0,
-            "arrived": len(times), "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99)}
+            "arrived": len(times), "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99),
+            "arrivals": dict(arrivals.arrived)}
 
 
 # -- the two paths ---------------------------------------------------------------------------
@@ -239,23 +246,34 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             high.close()
             low.close()
         # the guard
+        trace = workdir / "trace"
         env = MosquittoEnv(workdir / "guard", topology_dir=_topology(workdir / "topology"),
                            flows=[FLOW], config={"status_interval_s": 1.0,
-                                                 "audit": {"max_delay_s": 0.01}})
+                                                 "audit": {"max_delay_s": 0.01},
+                                                 "latency_trace": str(trace)})
         env.start()
         env.start_guard(args.workers)
         _wait_for_guard(env)
         gbr = env.brokers["gbr"]
         arr = _Arrivals(endpoint(gbr, "sink"), f"released/{FLOW}")
         src = endpoint(env.brokers["us-secret"], "producer")
+        arrivals: dict[int, dict[str, int]] = {}
         for s in sizes:
             full = _measure(src, f"flows/{FLOW}/in", arr, payloads[s], counts[s], f"g{s}", None,
                             args.producers)
             half = _measure(src, f"flows/{FLOW}/in", arr, payloads[s], counts[s] // 2,
                             f"gh{s}", full["msgs_s"] / 2 or None, args.producers)
             _store(result, "guard", s, full, half)
+            arrivals[s] = half["arrivals"]
         arr.close()
         status = env.stop_guard()
+        traced = _read_trace(workdir, trace)
+        if args.keep_trace:
+            Path(args.keep_trace).mkdir(parents=True, exist_ok=True)
+            for path in workdir.glob(trace.name + ".*"):
+                shutil.copy(path, Path(args.keep_trace) / path.name)
+        for s in sizes:
+            result.update(_legs(_key(s), f"gh{s}", traced, arrivals[s]))
         ok, problems = env.verify_audit()
         result["audit_verified"] = ok and status == 0
         result["audit_problems"] = problems[:3]
@@ -270,6 +288,54 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         if isinstance(g, float) and isinstance(b, float) and b:
             result[f"ratio_vs_bridge_{k}"] = round(g / b, 3)
     return result
+
+
+def _read_trace(workdir: Path, trace: Path) -> dict[str, tuple[int, ...]]:
+    """message id -> (recv, taken, decided, durable, puback, acked) from every worker."""
+    out: dict[str, tuple[int, ...]] = {}
+    for path in sorted(workdir.glob(trace.name + ".*")):
+        for line in path.read_text().splitlines():
+            b = json.loads(line)
+            for mid, recv, pub in zip(b["mid"], b["recv"], b["puback"], strict=True):
+                out[mid] = (recv, b["taken"], b["decided"], b["durable"], pub or b["durable"],
+                            b["acked"])
+    return out
+
+
+LEGS = ("in", "queue", "decide", "durable", "publish", "ack", "out")
+
+
+def _legs(k: str, tag: str, traced: dict[str, tuple[int, ...]],
+          arrived: dict[str, int]) -> dict[str, object]:
+    """Where the half-rate latency went, per leg (ms): p50, p99 and the mean over the
+    slowest 1% of messages (what makes the p99).
+
+    in: producer's send -> read by the guard (high broker, guard's socket); queue:
+    -> batch formed; decide: -> decided, stamped, appended; durable: -> audit synced
+    and signed; publish: -> the low side's PUBACK; ack: -> inbound PUBACK queued;
+    out: PUBACK -> arrival at the sink (can be negative: the broker forwards first).
+    """
+    rows = []
+    for mid, t_arr in arrived.items():
+        t = traced.get(mid)
+        sent = mid.rpartition("-")[2]
+        if t is None or not sent.isdigit():
+            continue
+        marks = (int(sent), *t)
+        legs = [(marks[i + 1] - marks[i]) / 1e6 for i in range(len(marks) - 1)]
+        legs.append((t_arr - t[4]) / 1e6)
+        rows.append(((t_arr - int(sent)) / 1e6, legs))
+    if not rows:
+        return {}
+    rows.sort(key=lambda r: r[0])
+    tail = rows[min(len(rows) - 1, int(0.99 * len(rows))):]
+    out: dict[str, object] = {}
+    for i, name in enumerate(LEGS):
+        col = [r[1][i] for r in rows]
+        out[f"leg_{name}_ms_{k}"] = [_pct(col, 0.5), _pct(col, 0.99),
+                                     round(sum(r[1][i] for r in tail) / len(tail), 2)]
+    out[f"traced_{k}"] = len(rows)
+    return out
 
 
 def _key(size: int) -> str:

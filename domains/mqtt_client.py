@@ -10,10 +10,12 @@ tested, and the daemon's transport (bench/README.md: why paho).
 paho is driven from the asyncio event loop (its "external loop" mode: ``loop_read``
 when the socket is readable, ``loop_write`` when it has packets to send,
 ``loop_misc`` once a second), so there is no network thread: callbacks run on the
-event loop, every publish and ack queued in one loop iteration goes out in one
-``loop_write``, and no message crosses a thread. The socket is read 256 KB at a time
-into a buffer that paho's many small reads consume (paho reads a packet header a
-byte at a time: one system call each otherwise).
+event loop, and no message crosses a thread. Every publish and ack queued in one loop
+iteration goes out in one ``sendmsg`` at the end of it (``call_soon``; a writer
+callback only when the socket is full), instead of one ``send`` per packet after two
+``epoll_ctl`` calls. The socket is read 256 KB at a time into a buffer that paho's
+many small reads consume (paho reads a packet header a byte at a time: one system
+call each otherwise).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -52,6 +55,25 @@ def _utf8(s: str) -> bytes:
     return len(raw).to_bytes(2, "big") + raw
 
 
+_KEYS: dict[str, bytes] = {}  # encoded user property names (a stamp's are always the same)
+
+
+def pack_user_properties(pairs: Sequence[tuple[str, str]]) -> bytes:
+    """MQTT 5 PUBLISH properties made only of user properties, encoded (identifier
+    0x26, then two length-prefixed UTF-8 strings each), with their length in front."""
+    parts = []
+    for k, v in pairs:
+        key = _KEYS.get(k)
+        if key is None:
+            key = b"\x26" + _utf8(k)
+            if len(_KEYS) < 256:
+                _KEYS[k] = key
+        parts.append(key)
+        parts.append(_utf8(v))
+    body = b"".join(parts)
+    return _varint(len(body)) + body
+
+
 class _UserProperties(Properties):
     """PUBLISH properties made only of user properties, encoded once up front.
 
@@ -62,8 +84,7 @@ class _UserProperties(Properties):
 
     def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
         object.__setattr__(self, "packetType", PacketTypes.PUBLISH)
-        body = b"".join(b"\x26" + _utf8(k) + _utf8(v) for k, v in pairs)
-        object.__setattr__(self, "_packed", _varint(len(body)) + body)
+        object.__setattr__(self, "_packed", pack_user_properties(pairs))
         object.__setattr__(self, "_pairs", [tuple(p) for p in pairs])
 
     def pack(self) -> bytes:
@@ -74,6 +95,7 @@ class _UserProperties(Properties):
 
 
 _READ_CHUNK = 256 * 1024
+_WRITE_MAX = 512  # packets per sendmsg (IOV_MAX is 1024 on Linux)
 _READ_BUDGET = 512  # packets handled per readable event before yielding to other tasks
 _MISC_INTERVAL_S = 1.0
 
@@ -139,6 +161,9 @@ def _decode_qos1_publish(header: int, data: bytes) -> tuple[Any, ...] | None:
     return topic, data[end:], tuple(props), 1, bool(header & 0x08), mid
 
 
+_PUBACK_RECEIVED = Callable[[int, int], bool]
+
+
 class FastDecodeClient(mqtt.Client):
     """A paho client that decodes the common packets (QoS-1 PUBLISH with only user
     properties, PUBACK) itself.
@@ -152,6 +177,9 @@ class FastDecodeClient(mqtt.Client):
     """
 
     on_publish_received: _PUBLISH_RECEIVED | None = None
+    # (packet id, reason code) of a PUBACK for a publish paho does not know (queued by
+    # MqttConnection.publish_batch); returns whether it was one
+    on_puback_received: _PUBACK_RECEIVED | None = None
 
     def _handle_publish(self) -> MQTTErrorCode:
         cmd = self._in_packet["command"]
@@ -169,13 +197,17 @@ class FastDecodeClient(mqtt.Client):
 
     def _handle_pubackcomp(self, cmd: Any) -> MQTTErrorCode:
         data = self._in_packet["packet"]
-        if cmd != "PUBACK" or self._protocol != mqtt.MQTTv5 or not 2 <= len(data) <= 4 \
-                or (len(data) == 4 and data[3] != 0):
+        if cmd != "PUBACK" or self._protocol != mqtt.MQTTv5 or len(data) < 2:
             return super()._handle_pubackcomp(cmd)
         mid = (data[0] << 8) | data[1]
+        code = data[2] if len(data) > 2 else 0
+        lean = self.on_puback_received
+        if mid not in self._out_messages and lean is not None and lean(mid, code):
+            return MQTTErrorCode.MQTT_ERR_SUCCESS  # properties (a reason string) unused
+        if not len(data) <= 4 or (len(data) == 4 and data[3] != 0):
+            return super()._handle_pubackcomp(cmd)
         if mid in self._out_messages:
-            return self._do_on_publish(mid, _Reason(data[2] if len(data) > 2 else 0),
-                                       None)  # type: ignore[arg-type]
+            return self._do_on_publish(mid, _Reason(code), None)  # type: ignore[arg-type]
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _update_inflight(self) -> MQTTErrorCode:
@@ -186,21 +218,73 @@ class FastDecodeClient(mqtt.Client):
         return super()._update_inflight()
 
 
+def _puback_error(topic: str, code: int) -> TransportError | None:
+    if code == 135:
+        return NotAuthorized(f"not authorized to publish to {topic}")
+    if code >= 0x80:
+        return TransportError(f"publish to {topic} refused (reason {code})")
+    return None
+
+
 def _settle_publish(fut: asyncio.Future[None], topic: str, code: int) -> None:
     if fut.done():
         return
-    if code == 135:
-        fut.set_exception(NotAuthorized(f"not authorized to publish to {topic}"))
-    elif code >= 0x80:
-        fut.set_exception(TransportError(f"publish to {topic} refused (reason {code})"))
+    err = _puback_error(topic, code)
+    if err is not None:
+        fut.set_exception(err)
     else:
         fut.set_result(None)
 
 
+_PENDING = object()
+
+
+class PublishBatch:
+    """QoS-1 publishes queued together (``MqttConnection.publish_batch``).
+
+    ``done`` completes once every one has its PUBACK or has failed; then
+    ``errors[k]`` is None (acknowledged) or the exception, and ``acked_ns[k]`` when
+    that was known. Settled as the PUBACKs are read, with no callback per message:
+    the waiting task wakes once.
+    """
+
+    __slots__ = ("_left", "_timer", "acked_ns", "done", "errors", "topics")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, topics: list[str]) -> None:
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.topics = topics
+        self.errors: list[Any] = [_PENDING] * len(topics)
+        self.acked_ns = [0] * len(topics)
+        self._left = len(topics)
+        self._timer: asyncio.TimerHandle | None = None
+        if not topics:
+            self.done.set_result(None)
+
+    def settle(self, k: int, err: BaseException | None) -> None:
+        """Record message ``k``'s outcome (the first one counts)."""
+        if self.errors[k] is not _PENDING:
+            return
+        self.errors[k] = err
+        self.acked_ns[k] = time.time_ns()
+        self._left -= 1
+        if not self._left:
+            if self._timer is not None:
+                self._timer.cancel()
+            if not self.done.done():
+                self.done.set_result(None)
+
+    def expire(self) -> None:
+        """Give up on the messages still without a PUBACK (``TimeoutError``)."""
+        for k, e in enumerate(self.errors):
+            if e is _PENDING:
+                self.settle(k, TimeoutError(f"no PUBACK for a publish to {self.topics[k]}"))
+
+
 
 class _BufferedClient(FastDecodeClient):
-    """A ``FastDecodeClient`` that reads its socket in large chunks, for the
-    external-loop mode only (paho's own loop would not see the buffered bytes)."""
+    """A ``FastDecodeClient`` that reads its socket in large chunks and writes every
+    queued packet in one ``sendmsg``, for the external-loop mode only (paho's own loop
+    would not see the buffered bytes)."""
 
     _rbuf: bytes = b""
     _rpos: int = 0
@@ -224,6 +308,37 @@ class _BufferedClient(FastDecodeClient):
         self._rpos = pos + len(out)
         return out
 
+    def _packet_write(self) -> MQTTErrorCode:
+        out = self._out_packet
+        sock = self._sock
+        # QoS-0 PUBLISH and DISCONNECT have completion side effects in paho; TLS
+        # sockets have no sendmsg: paho writes those its own way
+        if type(sock) is not socket.socket or any(
+                p["command"] & 0xF0 == 0xE0 or (p["command"] & 0xF0 == 0x30 and not p["qos"])
+                for p in out):
+            return super()._packet_write()
+        while out:
+            pkts = list(itertools.islice(out, _WRITE_MAX))
+            try:
+                n = sock.sendmsg([p["packet"] if not p["pos"] else
+                                  memoryview(p["packet"])[p["pos"]:] for p in pkts])
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_AGAIN  # loop_write asks for a writer
+            except OSError:
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            with self._msgtime_mutex:
+                self._last_msg_out = mqtt.time_func()  # paho's keep-alive clock
+            for p in pkts:
+                if n >= p["to_process"]:
+                    n -= p["to_process"]
+                    p["to_process"] = 0
+                    out.popleft()
+                else:  # the socket is full: the rest when it is writable again
+                    p["pos"] += n
+                    p["to_process"] -= n
+                    return MQTTErrorCode.MQTT_ERR_AGAIN
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
     @property
     def buffered(self) -> bool:
         """Bytes read from the socket and not yet handled by paho."""
@@ -236,8 +351,11 @@ class MqttConnection:
     def __init__(self, client: _BufferedClient, loop: asyncio.AbstractEventLoop) -> None:
         self._c = client
         self._loop = loop
-        self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        # (message or the closed sentinel None, wall-clock ns when it was read)
+        self._queue: asyncio.Queue[tuple[Message | None, int]] = asyncio.Queue()
+        self.last_received_ns = 0  # when the message ``get`` returned last was read
         self._pending: dict[int, tuple[asyncio.Future[None], str]] = {}
+        self._lean: dict[int, tuple[PublishBatch, int]] = {}  # publish_batch's, by packet id
         self._early: dict[int, int] = {}
         self._subacks: dict[int, asyncio.Future[list[int]]] = {}
         self._early_subacks: dict[int, list[int]] = {}
@@ -245,7 +363,8 @@ class MqttConnection:
         self._closing = False
         self._connected: asyncio.Future[int] | None = None
         self._fd = -1
-        self._writing = False
+        self._writing = False  # a writer callback is registered (the socket was full)
+        self._write_soon: asyncio.Handle | None = None  # a write at the end of this iteration
         self._paused = False
         self._read_soon = False
         self._misc: asyncio.TimerHandle | None = None
@@ -291,6 +410,7 @@ class MqttConnection:
         c.on_message = self._on_message
         c.on_publish_received = self._on_publish_received
         c.on_publish = self._on_publish
+        c.on_puback_received = self._on_lean_puback
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
         props = Properties(PacketTypes.CONNECT)
@@ -340,6 +460,9 @@ class MqttConnection:
         self._misc = self._loop.call_later(_MISC_INTERVAL_S, self._on_misc)
 
     def _detach(self) -> None:
+        if self._write_soon is not None:
+            self._write_soon.cancel()
+            self._write_soon = None
         if self._fd >= 0:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
@@ -362,9 +485,10 @@ class MqttConnection:
         self._detach()
 
     def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
-        if not self._writing and self._fd >= 0:
-            self._writing = True
-            self._loop.add_writer(self._fd, self._on_writable)
+        # paho calls this once until it unregisters: everything queued from now on in
+        # this loop iteration is written at once
+        if not self._writing and self._write_soon is None and self._fd >= 0:
+            self._write_soon = self._loop.call_soon(self._on_writable)
 
     def _on_unregister_write(self, client: Any, userdata: Any, sock: Any) -> None:
         if self._writing and self._fd >= 0:
@@ -372,7 +496,19 @@ class MqttConnection:
             self._loop.remove_writer(self._fd)
 
     def _on_writable(self) -> None:
+        self._write_soon = None
         self._c.loop_write()
+        if not self._writing and self._fd >= 0 and self._c.want_write():
+            # the socket is full: the rest when it is writable (paho unregisters then)
+            self._writing = True
+            self._loop.add_writer(self._fd, self._on_writable)
+
+    def flush_writes(self) -> None:
+        """Write what is queued now rather than at the end of this loop iteration."""
+        if self._fd >= 0 and not self._writing and self._c.want_write():
+            if self._write_soon is not None:
+                self._write_soon.cancel()
+            self._on_writable()
 
     def _on_misc(self) -> None:
         self._misc = None
@@ -423,14 +559,15 @@ class MqttConnection:
             return  # never acknowledged: the broker delivers it again
         props = getattr(msg.properties, "UserProperty", None) or []
         self._queue.put_nowait(
-            Message(msg.topic, bytes(msg.payload), tuple(props), msg.qos, bool(msg.dup),
-                    msg.mid))
+            (Message(msg.topic, bytes(msg.payload), tuple(props), msg.qos, bool(msg.dup),
+                     msg.mid), time.time_ns()))
 
     def _on_publish_received(self, topic: str, payload: bytes,
                              props: tuple[tuple[str, str], ...], qos: int, dup: bool,
                              mid: int) -> None:
         if not self._closing:  # else never acknowledged: the broker delivers it again
-            self._queue.put_nowait(Message(topic, payload, props, qos, dup, mid))
+            self._queue.put_nowait((Message(topic, payload, props, qos, dup, mid),
+                                    time.time_ns()))
 
     def _on_subscribe(
         self, client: Any, userdata: Any, mid: int, reason_codes: Any, props: Any
@@ -451,6 +588,14 @@ class MqttConnection:
         else:
             _settle_publish(entry[0], entry[1], reason_code.value)
 
+    def _on_lean_puback(self, mid: int, code: int) -> bool:
+        entry = self._lean.pop(mid, None)
+        if entry is None:
+            return False
+        batch, k = entry
+        batch.settle(k, _puback_error(batch.topics[k], code))
+        return True
+
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
@@ -458,7 +603,7 @@ class MqttConnection:
         # the owner opens a new one (and sees every redelivery)
         self._open = False
         self._detach()
-        self._queue.put_nowait(None)
+        self._queue.put_nowait((None, 0))
         fut = self._connected
         if fut is not None and not fut.done():
             fut.set_exception(ConnectionLost("disconnected before CONNACK"))
@@ -467,6 +612,9 @@ class MqttConnection:
         for f, _ in pending.values():
             if not f.done():
                 f.set_exception(ConnectionLost("disconnected"))
+        lean, self._lean = self._lean, {}
+        for batch, k in lean.values():
+            batch.settle(k, ConnectionLost("disconnected"))
         subacks, self._subacks = self._subacks, {}
         for s in subacks.values():
             if not s.done():
@@ -505,6 +653,44 @@ class MqttConnection:
             self._pending[info.mid] = (fut, topic)
         return fut
 
+    def publish_batch(self, messages: Sequence[tuple[str, bytes, Sequence[tuple[str, str]]]],
+                      timeout_s: float) -> PublishBatch:
+        """Queue QoS-1 publishes ``(topic, payload, user properties)`` and write them
+        at once; ``done`` completes when every PUBACK arrived, or failed, or after
+        ``timeout_s`` (``TimeoutError`` for those still without one).
+
+        The PUBLISH packets are built here (paho's ``publish`` makes a message object,
+        a ``threading.Condition`` and its own property encoding per message) and go out
+        through paho's packet queue; paho's keep-alive and socket handling are unchanged.
+        """
+        batch = PublishBatch(self._loop, [t for t, _, _ in messages])
+        c = self._c
+        for k, (topic, payload, props) in enumerate(messages):
+            if not self._open or c._sock is None:
+                batch.settle(k, ConnectionLost("connection closed"))
+                continue
+            try:
+                t = topic.encode("utf-8")
+                if not t or len(t) > 0xFFFF or "\x00" in topic or "+" in topic or "#" in topic:
+                    raise TransportError(f"cannot publish to {topic!r}")
+                packed = pack_user_properties(props) if props else b"\x00"
+            except (TransportError, UnicodeEncodeError) as exc:  # nothing was queued
+                batch.settle(k, exc if isinstance(exc, TransportError) else
+                             TransportError(f"cannot publish to {topic!r}"))
+                continue
+            mid = c._mid_generate()
+            while mid in self._lean or mid in c._out_messages:  # 65535 ids in flight: rare
+                mid = c._mid_generate()
+            data = bytes(payload)
+            body = 2 + len(t) + 2 + len(packed) + len(data)
+            self._lean[mid] = (batch, k)
+            c._packet_queue(0x30, b"".join((b"\x32", _varint(body), len(t).to_bytes(2, "big"),
+                                            t, mid.to_bytes(2, "big"), packed, data)), mid, 1)
+        if batch._left:
+            self.flush_writes()
+            batch._timer = self._loop.call_later(timeout_s, batch.expire)
+        return batch
+
     async def subscribe(self, pattern: str) -> None:
         """Subscribe at QoS 1 (delivery still needs read access per topic)."""
         if not self._open:
@@ -539,8 +725,9 @@ class MqttConnection:
             raise ConnectionLost("connection closed")
         return self._taken(await asyncio.wait_for(self._queue.get(), timeout))
 
-    def _taken(self, m: Message | None) -> Message:
+    def _taken(self, entry: tuple[Message | None, int]) -> Message:
         """A message just taken off the queue (None is the closed sentinel)."""
+        m, self.last_received_ns = entry
         if m is None:
             raise ConnectionLost("connection closed")
         if self._paused:  # room again below the bound: read the socket again
@@ -584,7 +771,7 @@ class MqttConnection:
             if self._c.socket() is not None:
                 self._c.loop_write()
         self._abort()
-        self._queue.put_nowait(None)
+        self._queue.put_nowait((None, 0))
 
     async def __aenter__(self) -> MqttConnection:
         return self

@@ -37,7 +37,7 @@ from guard.daemon_config import DaemonConfig
 from guard.decide import Pipeline
 from guard.delivery import JOURNAL_NAME, DecidedIndex, DeliveryJournal
 from guard.domains.topology import Topology, load_topology
-from guard.metrics import Metrics, serve_metrics
+from guard.metrics import LatencyTrace, Metrics, serve_metrics
 from guard.policy import load_policy
 from guard.relay import Connector, Relay, RelayFailed, Route
 
@@ -71,8 +71,10 @@ def load_routes(
             policy = load_policy(policies_dir / f.policy)
         except PolicyError as exc:
             raise DaemonError(str(exc)) from None
+        # no watchdog thread in the pipeline: the relay watches its decide thread
+        # itself (guard.relay), which saves a thread hand-over per batch
         routes.append(Route(f.name, f.source, f.destination, f.inbound_topic,
-                            f.released_topic, policy, Pipeline(policy)))
+                            f.released_topic, policy, Pipeline(policy, watchdog=False)))
     return topo, routes
 
 
@@ -141,11 +143,11 @@ async def serve(
 ) -> int:
     """Run one worker until SIGTERM/SIGINT (or ``stop``); returns an exit status."""
     topo, routes = load_routes(config.topology, config.policies, config.flows)
-    # A batch crosses several threads (decide, pipeline watchdog, audit flush and
-    # committer; the MQTT transport runs on the event loop); with the default 5 ms GIL
-    # switch interval each hand-over can wait that long behind a busy thread, which
-    # set the latency (p50 ~11 ms at half rate, measured). A shorter interval trades a
-    # little throughput for latency.
+    # A batch crosses several threads (decide, audit committer; the MQTT transport
+    # runs on the event loop); with the default 5 ms GIL switch interval each hand-over
+    # can wait that long behind a busy thread, which set the latency (p50 ~11 ms at
+    # half rate, measured). A shorter interval trades a little throughput for latency
+    # (0.1 ms measured no better than 0.5 ms on the loaded 2-vCPU machine).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     if connect is None:
         missing = sorted({d for r in routes for d in (r.source, r.destination)}
@@ -163,6 +165,10 @@ async def serve(
         from guard.review import ReviewStore
 
         review = ReviewStore(config.review_dir)
+    trace = None
+    if config.latency_trace is not None:
+        # one file per worker: the workers' batches would interleave otherwise
+        trace = LatencyTrace(f"{config.latency_trace}.{worker}")
     relay = Relay(
         routes, connect or mqtt_connector(config), state.audit, signer, state.index,
         state.journal, metrics, client_id=f"{config.client_id}-{worker}",
@@ -171,7 +177,7 @@ async def serve(
         max_batches_in_flight=config.max_batches_in_flight,
         reconnect_initial_s=config.reconnect_initial_s, reconnect_max_s=config.reconnect_max_s,
         status_topics=status_topics(topo, routes), status_interval_s=config.status_interval_s,
-        drain_timeout_s=config.drain_timeout_s, review=review,
+        drain_timeout_s=config.drain_timeout_s, review=review, trace=trace,
     )
     loop = asyncio.get_running_loop()
     with contextlib.suppress(AttributeError, ValueError, RuntimeError):
@@ -209,6 +215,8 @@ async def serve(
             watcher.cancel()
         if server is not None:
             server.close()
+        if trace is not None:
+            trace.close()
         try:
             state.close()
         except Exception as exc:  # the records are durable already; report the failure

@@ -22,6 +22,7 @@
     metrics: {host: 127.0.0.1, port: 0}   # Prometheus text; worker i on port + i; 0: off
     drain_timeout_s: 10          # SIGTERM: time to finish the batches in flight
     review_dir: null             # quarantined messages are queued here for human review
+    latency_trace: null          # measurement: per-message stage times, a JSON line per batch
 
 Relative paths are resolved against the directory of the configuration file. A
 ``password`` may be given inline instead of ``password_file`` (the file is better:
@@ -84,13 +85,14 @@ class DaemonConfig:
     metrics_port: int = 0
     drain_timeout_s: float = 10.0
     review_dir: Path | None = None
+    latency_trace: Path | None = None
 
 
 _KEYS = {
     "topology", "policies", "flows", "brokers", "signing_key", "state_dir", "client_id",
     "shared_group", "batch_max", "max_batches_in_flight", "receive_maximum",
     "session_expiry_s", "audit", "reconnect", "status_interval_s", "metrics",
-    "drain_timeout_s", "review_dir",
+    "drain_timeout_s", "review_dir", "latency_trace",
 }
 _BROKER_KEYS = {"host", "port", "username", "password", "password_file"}
 
@@ -142,6 +144,7 @@ def parse_config(data: Any, *, base: Path, path: Path | None = None) -> DaemonCo
     signing_key = path_of("signing_key", None)
     state_dir = path_of("state_dir", None)
     review_dir = path_of("review_dir", None)
+    latency_trace = path_of("latency_trace", None)
     for key, value in (("signing_key", signing_key), ("state_dir", state_dir)):
         if value is None and key not in data:
             problems.append(f"{p}{key}: missing")
@@ -238,7 +241,7 @@ def parse_config(data: Any, *, base: Path, path: Path | None = None) -> DaemonCo
     assert policies is not None and signing_key is not None and state_dir is not None
     return DaemonConfig(path=path, topology=topology, policies=policies, flows=flow_names,
                         brokers=brokers, signing_key=signing_key, state_dir=state_dir,
-                        review_dir=review_dir, **kw)
+                        review_dir=review_dir, latency_trace=latency_trace, **kw)
 
 
 def load_config(path: str | Path) -> DaemonConfig:

@@ -7,21 +7,31 @@ same code.
 
 QoS 1 end to end, in this order for every batch of inbound messages:
 
-1. decide (``Pipeline.decide_batch`` per flow, in a worker thread), stamp each release,
-   append one audit record per decision (stage A, one batch at a time);
-2. wait until the audit log has made those records durable and signed (group commit);
+1. decide (``Pipeline.decide_batch`` per flow), stamp each release and append one
+   audit record per decision, in the decide thread (stage A); batches that queued up
+   while it was busy are decided together, so batches grow with the load;
+2. wait until the audit log has made those records durable and signed (group commit;
+   the audit committer wakes the event loop itself: ``AuditLog.flush_future``);
 3. publish each release (with its stamp as MQTT 5 user properties) to the low side
    and wait for every PUBACK, reconnecting with backoff as long as it takes;
-4. note the deliveries (``delivery.DeliveryJournal``), then acknowledge the inbound
-   messages to the high side.
+4. acknowledge the inbound messages to the high side, then note the deliveries
+   (``delivery.DeliveryJournal``; after the acks are on the socket: the journal only
+   matters for a message the broker delivers again, which an acknowledged one is not,
+   and its write can wait behind the audit log's syncs on the same disk).
 
-Steps 2-4 run as a task per batch (at most ``max_batches_in_flight``), so the next
-batch is decided while the previous one commits. A kill at any moment leaves every
+Every batch is a task (at most ``max_batches_in_flight``), so the next batch is taken
+while earlier ones are decided, committed and published. A kill at any moment leaves every
 unacknowledged message queued at the high-side broker (persistent session), and
 ``delivery.DecidedIndex`` turns its redelivery into an ack or a re-publish of the
 same decision, never a second decision. Any error in deciding blocks the message
 with a finding; an audit log that cannot record stops the relay (nothing more is
 acknowledged, so nothing is lost).
+
+Hang protection is the relay's: a group of batches the decide thread has not
+decided well after their time budget (``limits.time_budget_ms`` x max(1, n/64) per
+flow, plus one budget) is blocked and recorded as such, the thread is abandoned and
+a new one takes over, with the batches queued behind (the pipelines run without
+their own watchdog thread, which cost two more thread hand-overs per batch).
 """
 
 from __future__ import annotations
@@ -31,12 +41,13 @@ import contextlib
 import hashlib
 import itertools
 import json
+import queue
 import secrets
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,14 +58,15 @@ from guard.decide import Decision, Pipeline
 from guard.delivery import Decided, DecidedIndex, DeliveryJournal
 from guard.domains.transport import ConnectionLost, Message, NotAuthorized, TransportError
 from guard.findings import Finding
-from guard.metrics import Metrics
+from guard.metrics import LatencyTrace, Metrics
 from guard.policy import Policy
 
 Connector = Callable[[str, str, bool], Awaitable[Any]]
 ZERO_SHA = "0" * 64
 MAX_ID_CHARS = 256
 PUBLISH_TIMEOUT_S = 30.0
-INLINE_DECIDE_MAX = 4  # batches up to this size are decided on the event loop
+HUNG = "the pipeline did not finish within the time budget (a filter hung)"
+WATCH_INTERVAL_S = 0.1  # how often the hang watchdog looks at the decide thread
 
 
 @dataclass
@@ -85,10 +97,111 @@ class _Item:
     record: DecisionRecord | None = None
     decision: Decision | None = None
     waiters: list[tuple[Any, Message]] = field(default_factory=list)
+    recv_ns: int = 0  # latency trace only: when the transport read it
+    puback_ns: int | None = None  # latency trace only: the low side's PUBACK
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.route.name if self.route else "(unrouted)", self.message_id)
+
+
+class _DecideJob:
+    """One batch's items for the decide thread, and who owns them once decided: the
+    thread (``claimed``) or, after a hang, the watchdog (``abandoned``)."""
+
+    __slots__ = ("abandoned", "block", "claimed", "decided_ns", "fut", "items", "lock",
+                 "loop")
+
+    def __init__(self, items: list[_Item], fut: asyncio.Future[None],
+                 loop: asyncio.AbstractEventLoop, block: str = "") -> None:
+        self.items, self.fut, self.loop, self.block = items, fut, loop, block
+        self.lock = threading.Lock()
+        self.claimed = self.abandoned = False
+        self.decided_ns = 0  # latency trace: when the thread had decided
+
+
+class _DecideLane:
+    """The decide thread: takes batches in order; the batches that queued up while it
+    was busy are decided together (one ``decide_batch`` per flow, one audit append),
+    so the batches grow with the load, and each is answered once its records are
+    durable: one wake-up of the event loop per group, from the audit committer.
+
+    A daemon thread, unlike a ``ThreadPoolExecutor``'s: a call abandoned by the hang
+    watchdog must not keep the process from exiting.
+    """
+
+    def __init__(self, relay: Relay, name: str, merge_max: int) -> None:
+        self._relay = relay
+        self.merge_max = merge_max
+        self._jobs: queue.SimpleQueue[_DecideJob | None] = queue.SimpleQueue()
+        self.current: list[_DecideJob] = []  # the group being decided now
+        self.deadline = 0.0  # monotonic time after which that group counts as hung
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def submit(self, job: _DecideJob) -> None:
+        """Queue a batch."""
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        """End the thread once the batches already queued are done."""
+        self._jobs.put(None)
+
+    def take_queued(self) -> list[_DecideJob]:
+        """The batches not started yet (to hand them to another thread)."""
+        out = []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return out
+            if job is not None:
+                out.append(job)
+
+    def _run(self) -> None:
+        closing = False
+        while not closing:
+            job = self._jobs.get()
+            if job is None:
+                return
+            jobs, n = [job], len(job.items)
+            while n < self.merge_max:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                jobs.append(more)
+                n += len(more.items)
+            # written before ``current``: a watchdog that sees this group sees its deadline
+            self.deadline = time.monotonic() + _hang_timeout_s(
+                [it for j in jobs if not j.block for it in j.items])
+            self.current = jobs
+            try:
+                self._relay._decide_jobs(jobs)
+            except BaseException as exc:  # a bug: the batches' tasks stop the relay
+                _answer([j for j in jobs if not j.abandoned], exc)
+            finally:
+                self.current = []
+
+
+def _answer(jobs: list[_DecideJob], exc: BaseException | None) -> None:
+    """Wake the event loop once for every job of a group (from any thread)."""
+    if not jobs:
+        return
+    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+        jobs[0].loop.call_soon_threadsafe(_resolve_all, [j.fut for j in jobs], exc)
+
+
+def _resolve_all(futs: list[asyncio.Future[None]], exc: BaseException | None) -> None:
+    for fut in futs:
+        if fut.done():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
 
 
 class RelayFailed(RuntimeError):
@@ -123,6 +236,7 @@ class Relay:
         status_interval_s: float = 1.0,
         drain_timeout_s: float = 10.0,
         review: Any = None,
+        trace: LatencyTrace | None = None,
     ) -> None:
         self.routes = {r.inbound_topic: r for r in routes}
         self.connect = connect
@@ -141,6 +255,7 @@ class Relay:
         self.status_interval_s = status_interval_s
         self.drain_timeout_s = drain_timeout_s
         self.review = review
+        self.trace = trace
         self.failure: BaseException | None = None
         self._slots = asyncio.Semaphore(max_batches_in_flight)
         self._stop = asyncio.Event()
@@ -150,8 +265,7 @@ class Relay:
         self._out_locks: dict[str, asyncio.Lock] = {}
         self._inbound: dict[str, Any] = {}
         self._seen_out: set[str] = set()
-        self._decide_pool = ThreadPoolExecutor(1, thread_name_prefix="guard-decide")
-        self._flush_pool = ThreadPoolExecutor(2, thread_name_prefix="guard-flush")
+        self._lane = _DecideLane(self, "guard-decide", max(batch_max * 4, 512))
         self._ids = itertools.count(1)
         self._id_prefix = f"{client_id}-{secrets.token_hex(4)}-"
         for r in routes:
@@ -174,6 +288,7 @@ class Relay:
         consumers += [asyncio.create_task(self._output(d))
                       for d in sorted({r.destination for r in self.routes.values()})]
         status = asyncio.create_task(self._status_loop())
+        watch = asyncio.create_task(self._watch_lane())
         try:
             await self._stop.wait()
         finally:
@@ -188,12 +303,12 @@ class Relay:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._publish_status()
             status.cancel()
-            await asyncio.gather(status, return_exceptions=True)
+            watch.cancel()
+            await asyncio.gather(status, watch, return_exceptions=True)
             for conn in [*self._inbound.values(), *self._outs.values()]:
                 with contextlib.suppress(Exception):
                     await conn.close()
-            self._decide_pool.shutdown(wait=True)
-            self._flush_pool.shutdown(wait=True)
+            self._lane.close()
             if self.metrics.state == "draining":
                 self.metrics.state = "stopped"
         if self.failure is not None:
@@ -253,11 +368,17 @@ class Relay:
                 return
             finally:
                 subs.cancel()
-                self.metrics.connected[source] = False
-                if self._inbound.get(source) is conn:
-                    del self._inbound[source]
-                with contextlib.suppress(Exception):
-                    await conn.close()
+                if self._stop.is_set() and self.failure is None and \
+                        getattr(conn, "connected", True):
+                    # a clean drain: the batches in flight still acknowledge on this
+                    # connection; run() closes it once they are done
+                    pass
+                else:
+                    self.metrics.connected[source] = False
+                    if self._inbound.get(source) is conn:
+                        del self._inbound[source]
+                    with contextlib.suppress(Exception):
+                        await conn.close()
             if not self._stop.is_set():
                 delay = await self._backoff(delay)
 
@@ -275,6 +396,7 @@ class Relay:
                     await unsubscribe(f)
 
     async def _pump(self, conn: Any, subs: asyncio.Task[None]) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             if subs.done():
                 subs.result()  # a refused or timed-out subscription: reconnect
@@ -290,41 +412,51 @@ class Relay:
                     self._slots.release()
                     return
                 batch = [msg]
+                # the transport's read time if it keeps one (0 if not): for the latency
+                # metrics and trace
+                recv = [getattr(conn, "last_received_ns", 0)]
                 while len(batch) < self.batch_max:
                     more = conn.get_nowait()
                     if more is None:
                         break
                     batch.append(more)
+                    recv.append(getattr(conn, "last_received_ns", 0))
+                marks = [time.time_ns()] if self.trace else None
+                items, todo = self._prepare(conn, batch, recv)
             except BaseException:
                 self._slots.release()
                 raise
-            try:
-                items = await self._stage_a(conn, batch)
-            except BaseException:
-                self._slots.release()
-                raise
-            task = asyncio.create_task(self._stage_b(items))
+            job = None
+            if todo:  # not awaited here: the next batch is taken while this one is decided
+                job = _DecideJob(todo, loop.create_future(), loop)
+                self._lane.submit(job)
+            task = asyncio.create_task(self._stage_b(items, job, marks))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    # -- stage A: decide, stamp, append --------------------------------------------------
+    # -- stage A: decide, stamp, append (in the decide thread) ---------------------------
 
     def _new_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids)}"
 
-    async def _stage_a(self, conn: Any, batch: list[Message]) -> list[_Item]:
+    def _prepare(self, conn: Any, batch: list[Message], recv: list[int] | None = None
+                 ) -> tuple[list[_Item], list[_Item]]:
+        """A batch's items, and those of them to decide (the rest are redeliveries of
+        messages decided earlier or in flight: acknowledged, or settled with them)."""
         m = self.metrics
         m.batches += 1
         m.inflight += len(batch)
         todo: list[_Item] = []
         quick: list[_Item] = []  # already decided and settled: acknowledge only
         in_batch: dict[tuple[str, str], _Item] = {}
-        for msg in batch:
+        for n, msg in enumerate(batch):
             route = self.routes.get(msg.topic)
             in_sha = hashlib.sha256(msg.payload).hexdigest()
             raw_id = msg.property("message-id")
             mid = raw_id if raw_id is not None else f"sha256:{in_sha}"
             it = _Item(conn, msg, route, mid, in_sha)
+            if recv is not None:
+                it.recv_ns = recv[n]
             if route is not None:
                 m.received[route.name] += 1
             pending = self._pending.get(it.key) or in_batch.get(it.key)
@@ -348,43 +480,33 @@ class Relay:
             elif prior is not None:
                 it.prior = prior  # same id, other content: decided afresh, never released
             todo.append(it)
-        if todo:
-            try:
-                if len(todo) <= INLINE_DECIDE_MAX:
-                    # a small batch (light load): a thread hand-over costs more than
-                    # the work, and the latency is what matters
-                    self._decide_sync(todo)
-                else:
-                    await asyncio.get_running_loop().run_in_executor(
-                        self._decide_pool, self._decide_sync, todo)
-            except AuditError as exc:
-                self._fail(exc)
-                raise RelayFailed(str(exc)) from exc
-            for it in todo:
-                if it.record is not None:
-                    self.index.add(*it.key, Decided(
-                        it.decision_id, it.verdict, it.input_sha256, it.record.output_sha256,
-                        it.record.policy_sha256))
-                    m.verdicts[(it.key[0], it.verdict)] += 1
-                self._pending[it.key] = it
-        return [*quick, *todo]
+        for it in todo:  # in flight from now on: a redelivery waits for this decision
+            self._pending[it.key] = it
+        return [*quick, *todo], todo
 
-    def _decide_sync(self, items: list[_Item]) -> None:
-        """Runs in the decide thread: decisions, stamps, audit records (CPU work)."""
+    def _decide_jobs(self, jobs: list[_DecideJob]) -> None:
+        """Runs in the decide thread: decisions, stamps and audit records for a group
+        of batches, answered once the records are durable (``_answer``).
+
+        Every decision is made before any item is touched, so that a batch the
+        watchdog gave up on (``abandoned``) is left to it untouched. The records are
+        committed at once (``commit_many``), and the commit wakes the event loop
+        itself: no wake-up in between.
+        """
         groups: dict[str, list[_Item]] = {}
-        records: list[DecisionRecord] = []
-        for it in items:
-            if it.route is None:
-                self._settle(it, None, [_finding(
-                    "internal-error", f"topic {it.msg.topic!r} feeds no flow of this guard")])
-                records.append(it.record)  # type: ignore[arg-type]
-                continue
-            why = _bad_id(it.message_id)
-            if why:
-                self._settle(it, None, [_finding("internal-error", why)])
-                records.append(it.record)  # type: ignore[arg-type]
-                continue
-            groups.setdefault(it.route.name, []).append(it)
+        failed: dict[int, str] = {}  # id(item) -> why it is blocked without a decision
+        for job in jobs:
+            for it in job.items:
+                why = job.block
+                if not why and it.route is None:
+                    why = f"topic {it.msg.topic!r} feeds no flow of this guard"
+                if not why:
+                    why = _bad_id(it.message_id)
+                if why:
+                    failed[id(it)] = why
+                else:
+                    groups.setdefault(it.route.name, []).append(it)  # type: ignore[union-attr]
+        decided: dict[int, Decision] = {}
         for group in groups.values():
             pipe = group[0].route.pipeline  # type: ignore[union-attr]
             try:
@@ -394,17 +516,65 @@ class Relay:
                     raise RuntimeError("decide_batch returned the wrong number of decisions")
             except Exception as exc:  # fail closed: every message of the batch blocks
                 self.metrics.errors["decide"] += 1
-                decisions = [None] * len(group)  # type: ignore[list-item]
                 err = f"the decision pipeline failed: {type(exc).__name__}: {exc}"
-            for it, d in zip(group, decisions, strict=True):
-                if d is None:
-                    self._settle(it, None, [_finding("internal-error", err)])
+                failed.update((id(it), err) for it in group)
+                continue
+            decided.update((id(it), d) for it, d in zip(group, decisions, strict=True))
+        claimed = []
+        for job in jobs:
+            with job.lock:
+                if job.abandoned:
+                    continue
+                job.claimed = True
+            claimed.append(job)
+        if not claimed:
+            return
+        records: list[DecisionRecord] = []
+        for job in claimed:
+            for it in job.items:
+                why = failed.get(id(it))
+                if why is not None:
+                    self._settle(it, None, [_finding("internal-error", why)])
                 else:
-                    self._settle(it, d, None)
+                    self._settle(it, decided[id(it)], None)
                 if it.record is not None:
                     records.append(it.record)
-        if records:
-            self.audit.append_many(records)  # AuditError propagates: the relay stops
+        if self.trace is not None:
+            now = time.time_ns()
+            for job in claimed:
+                job.decided_ns = now
+        try:
+            durable = self.audit.commit_many(records)
+        except BaseException as exc:  # AuditError: the relay stops
+            _answer(claimed, exc)
+            return
+        durable.add_done_callback(lambda f: _answer(claimed, f.exception()))
+
+    async def _watch_lane(self) -> None:
+        """The hang watchdog: a group the decide thread has worked on past its deadline
+        is blocked (on a new decide thread, which also takes the batches queued behind
+        it); the hung thread is abandoned."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            lane = self._lane
+            jobs = lane.current
+            if not jobs or time.monotonic() <= lane.deadline:
+                continue
+            hung = []
+            for job in jobs:
+                with job.lock:
+                    if not job.claimed:
+                        job.abandoned = True
+                        hung.append(job)
+            if not hung:
+                continue  # it finished just now
+            self.metrics.errors["decide-hung"] += 1
+            self._lane = _DecideLane(self, "guard-decide", lane.merge_max)
+            for job in hung:
+                self._lane.submit(_DecideJob(job.items, job.fut, job.loop, HUNG))
+            for job in lane.take_queued():
+                self._lane.submit(job)
+            lane.close()
 
     def _settle(self, it: _Item, d: Decision | None, fail: list[dict[str, object]] | None) -> None:
         """Turn a decision (or a failure) into what to record and what to publish."""
@@ -462,29 +632,51 @@ class Relay:
 
     # -- stage B: commit, publish, acknowledge ------------------------------------------
 
-    async def _stage_b(self, items: list[_Item]) -> None:
-        loop = asyncio.get_running_loop()
+    async def _stage_b(self, items: list[_Item], job: _DecideJob | None,
+                       marks: list[int] | None = None) -> None:
+        m = self.metrics
         try:
-            if any(it.record is not None for it in items):
+            if job is not None:
                 try:
-                    await loop.run_in_executor(self._flush_pool, self.audit.flush)
+                    await job.fut  # decided, stamped, recorded, durable and signed
                 except AuditError as exc:
                     self._fail(exc)
                     return
+                for it in job.items:
+                    if it.record is not None:
+                        self.index.add(*it.key, Decided(
+                            it.decision_id, it.verdict, it.input_sha256,
+                            it.record.output_sha256, it.record.policy_sha256))
+                        m.verdicts[(it.key[0], it.verdict)] += 1
+            if marks is not None:
+                marks += [job.decided_ns if job is not None else marks[0], time.time_ns()]
             self._queue_reviews(items)
             sends = [it for it in items if it.output is not None]
+            keys = [it.key for it in sends]
             if sends:
                 await self._deliver_batch(sends)
-                keys = [it.key for it in sends]
-                self.journal.record(keys)
                 self.index.mark_delivered(keys)
                 for it in sends:
                     self.metrics.delivered[it.key[0]] += 1
+            conns = set()
             for it in items:
                 for conn, msg in [(it.conn, it.msg), *it.waiters]:
                     with contextlib.suppress(Exception):  # a dead connection: redelivered
                         await conn.ack(msg)
+                    conns.add(conn)
                     self.metrics.inflight -= 1
+            for conn in conns:  # the acks on the socket now, not after the journal write
+                flush = getattr(conn, "flush_writes", None)
+                if flush is not None:
+                    with contextlib.suppress(Exception):
+                        flush()
+            now = time.time_ns()
+            m.latencies.extend((now - it.recv_ns) / 1e9 for it in items if it.recv_ns)
+            if keys:
+                self.journal.record(keys)
+            if marks is not None and self.trace is not None:
+                self.trace.batch([it.message_id for it in items], [it.recv_ns for it in items],
+                                 *marks, [it.puback_ns for it in items], time.time_ns())
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: nothing of this batch is acknowledged
@@ -510,10 +702,11 @@ class Relay:
     async def _deliver_batch(self, sends: list[_Item]) -> None:
         """Publish every release of a batch and wait for every PUBACK.
 
-        On a connection that can queue publishes (``publish_nowait``), all of them are
-        queued at once (one socket write) and awaited together, with no task per
-        message; whatever fails or times out goes through ``_deliver`` (retry with
-        backoff), as does everything on a connection without ``publish_nowait``.
+        On a connection that can queue publishes together (``publish_batch``), all of
+        them are written at once and awaited as one (the PUBACKs settle the batch as
+        they are read: the task wakes once); whatever fails or times out goes through
+        ``_deliver`` (retry with backoff), as does everything on a connection without
+        it (the in-process transport).
         """
         retry: list[_Item] = []
         by_dest: dict[str, list[_Item]] = {}
@@ -521,27 +714,22 @@ class Relay:
             by_dest.setdefault(it.route.destination, []).append(it)  # type: ignore[union-attr]
         for dest, group in by_dest.items():
             out = await self._output(dest)
-            start = getattr(out, "publish_nowait", None)
+            start = getattr(out, "publish_batch", None)
             if start is None:
                 retry += group
                 continue
-            futs = [start(it.route.released_topic, it.output, it.props)  # type: ignore[union-attr]
-                    for it in group]
-            _, late = await asyncio.wait(futs, timeout=PUBLISH_TIMEOUT_S)
+            batch = start([(it.route.released_topic, it.output, it.props)  # type: ignore[union-attr]
+                           for it in group], PUBLISH_TIMEOUT_S)
+            await batch.done
             lost = False
-            for it, fut in zip(group, futs, strict=True):
-                if fut in late:
-                    fut.cancel()
-                    lost = True
-                    retry.append(it)
-                    continue
-                exc = fut.exception()
+            for it, exc, t in zip(group, batch.errors, batch.acked_ns, strict=True):
+                it.puback_ns = t
                 if exc is None:
                     continue
                 retry.append(it)
                 if isinstance(exc, NotAuthorized):
                     self.metrics.errors["publish-refused"] += 1
-                else:
+                else:  # lost, refused otherwise, or no PUBACK in time
                     self.metrics.errors["publish-lost"] += 1
                     lost = True
             if lost and self._outs.get(dest) is out:
@@ -623,6 +811,19 @@ class Relay:
                 await asyncio.wait_for(conn.publish(topic, body, [("guard-status", "1")]), 2)
             except (TransportError, OSError, TimeoutError):
                 self.metrics.errors["status-publish"] += 1
+
+
+def _hang_timeout_s(items: list[_Item]) -> float:
+    """How long a batch's decisions may take before the watchdog calls it hung: past
+    its time budget every decision would be a block anyway, so this only catches a
+    pipeline that never returns."""
+    per_flow: dict[str, tuple[float, int]] = {}
+    for it in items:
+        if it.route is not None:
+            budget = it.route.policy.time_budget_ms / 1000.0
+            per_flow[it.route.name] = (budget, per_flow.get(it.route.name, (0.0, 0))[1] + 1)
+    total = sum(b * max(1.0, n / 64) for b, n in per_flow.values())
+    return total + max((b for b, _ in per_flow.values()), default=1.0)
 
 
 def _finding_dict(f: Finding) -> dict[str, object]:

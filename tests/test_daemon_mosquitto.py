@@ -189,6 +189,10 @@ def test_clean_run_releases_only_what_is_releasable_and_loses_nothing(tmp_path: 
                       if line.startswith("guard_decisions_total{"))
         assert decided == 600 and 'guard_up{worker="0"} 1' in prom
         assert status["healthy"] and status["flows"]["us-secret-to-gbr"]["received"] == 120
+        # in-guard latency (read -> acknowledged) over every message so far
+        lat = status["latency"]
+        assert lat["count"] == 600 and 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+        assert 'guard_latency_seconds{worker="0",quantile="0.99"}' in prom
         return t, run, msgs
 
     try:

@@ -205,6 +205,7 @@ def test_an_audit_log_that_fails_stops_the_relay_and_acknowledges_nothing(
             raise AuditError("disk full (simulated)")
 
         r.audit.append_many = refuse  # type: ignore[method-assign]
+        r.audit.commit_many = refuse  # type: ignore[method-assign]
         with pytest.raises(RelayFailed):
             await asyncio.wait_for(r.run(), 20)
         assert await _drain(sink, 0.1) == []

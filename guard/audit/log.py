@@ -6,10 +6,22 @@ A background committer thread closes a batch when it reaches ``batch_max`` recor
 or when its oldest record has waited ``max_delay_s / 2`` (the other half is the
 budget for writing, syncing and signing), writes all closed batches in one
 ``write``, syncs, extends the Merkle tree, signs one head over the whole log and
-appends it to ``heads.jsonl``. Durability (``fsync``): ``"always"`` every append
-call returns only once its records are durable and signed; ``"batch"`` (default)
-records are synced before the head that covers them is written, and ``flush()``
-waits for that; ``"none"`` leaves syncing to the OS (no crash guarantee).
+appends it to ``heads.jsonl``; a second thread syncs ``heads.jsonl`` in the
+background (within ``HEAD_SYNC_S``, at once when ``flush()`` or ``close()`` waits),
+so that the next batch's records sync need not wait for it. Durability (``fsync``):
+``"always"`` every append call returns only once its records are durable and signed;
+``"batch"`` (default) records are synced before the head that covers them is
+written, and ``flush()`` waits for both to be durable; ``"none"`` leaves syncing to
+the OS (no crash guarantee).
+
+``flush_future()`` is the non-blocking form for a caller that must not wait in a
+thread (the guard's event loop), and ``commit_many()`` appends and commits at once
+(the batch closes in the caller's thread: one wake-up of the committer, and no wait
+for a slow disk, since the caller waits for the future). Their future completes once
+the records are durable and a signed head covering them is written, without waiting
+for that head's own sync: a head lost with the page cache (a machine crash, not a
+killed process) is signed again when the log is reopened, since its records are
+durable, so nothing acknowledged on that basis is lost.
 
 Opening a directory validates it (chain, roots; signatures are ``guard audit
 verify``'s job), cuts an unterminated final line (a torn write, which was never
@@ -22,6 +34,7 @@ that); the bytes on disk are the same either way.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import json
@@ -48,6 +61,7 @@ from guard.audit.verify import (
 )
 
 FSYNC_MODES = ("always", "batch", "none")
+HEAD_SYNC_S = 0.05  # the longest a written head waits for its sync (none waits on it)
 
 
 def _write_all(fd: int, *parts: bytes | memoryview) -> None:
@@ -117,7 +131,13 @@ class AuditLog:
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self._cond = threading.Condition()
+        # one lock, three conditions, so that each wake-up reaches only the thread it
+        # is for: the committer (_cond), the head syncer (_head_cond), and whoever waits
+        # for a commit or a sync (_done_cond: flush(), appends held back by a slow disk)
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        self._head_cond = threading.Condition(lock)
+        self._done_cond = threading.Condition(lock)
         self._pending_data: list[bytes] = []  # newline-terminated lines, per append call
         self._pending_leaves: list[bytes] = []  # their packed 32-byte leaf hashes
         self._pending_n = 0
@@ -125,6 +145,10 @@ class AuditLog:
         self._jobs: list[_Job] = []
         self._unsigned_t0: float | None = None  # first record of the oldest unsigned batch
         self._flushes = 0
+        # flush_future() callers: (records to cover, future), completed by the committer
+        self._waiters: list[tuple[int, concurrent.futures.Future[None]]] = []
+        self._head_written = self._committed  # tree size of the last head written
+        self._head_synced = self._committed  # ... and of the last head known durable
         self._stop = False
         self._closed = False
         self._error: BaseException | None = None
@@ -132,6 +156,10 @@ class AuditLog:
             target=self._run, name=f"audit-commit-{self.log_id[:8]}", daemon=True
         )
         self._committer.start()
+        self._head_syncer = threading.Thread(
+            target=self._sync_heads, name=f"audit-heads-{self.log_id[:8]}", daemon=True
+        )
+        self._head_syncer.start()
 
     # -- opening and repair -------------------------------------------------------------
 
@@ -222,7 +250,7 @@ class AuditLog:
             # gone unsigned for half the budget (the committer is behind)
             while self._unsigned_t0 is not None and self._error is None and \
                     time.monotonic() - self._unsigned_t0 > self._seal_after:
-                self._cond.wait(self._seal_after / 4)
+                self._done_cond.wait(self._seal_after / 4)
             self._check_usable()
             first = self._seq
             data, leaves = self._encoder.encode_packed(records, first, self._prev,
@@ -235,7 +263,7 @@ class AuditLog:
             now = time.monotonic()
             if not self._pending_n:
                 self._pending_t0 = now
-                self._cond.notify_all()  # the committer starts this batch's clock
+                self._cond.notify()  # the committer starts this batch's clock
             self._pending_data.append(data)
             self._pending_leaves.append(leaves)
             self._pending_n += n
@@ -245,6 +273,40 @@ class AuditLog:
         if self.fsync == "always":
             self.flush()
         return list(range(first, first + n))
+
+    def commit_many(self, records: Sequence[DecisionRecord]) -> concurrent.futures.Future[None]:
+        """Append records and commit them at once; returns ``flush_future()``'s future.
+
+        The batch closes now, written by the calling thread, and the committer is
+        woken once to sync and sign it. Unlike ``append_many`` it never waits for a
+        slow disk: its caller bounds what it has in flight and waits for the future.
+        All-or-nothing, and ``AuditError`` as for ``append_many``.
+        """
+        if not isinstance(records, (list, tuple)):
+            records = list(records)  # iterated more than once by the encoder
+        fut: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._cond:
+            self._check_usable()
+            if records:
+                first = self._seq
+                data, leaves = self._encoder.encode_packed(records, first, self._prev,
+                                                           fast=self.accel)
+                n = len(leaves) // 32
+                if n:
+                    self._prev = leaves[-32:]
+                    self._seq = first + n
+                    if not self._pending_n:
+                        self._pending_t0 = time.monotonic()
+                    self._pending_data.append(data)
+                    self._pending_leaves.append(leaves)
+                    self._pending_n += n
+            if self._pending_n:
+                self._close_batch()  # wakes the committer
+            if self._committed >= self._seq:
+                fut.set_result(None)
+            else:
+                self._waiters.append((self._seq, fut))
+        return fut
 
     def _check_usable(self) -> None:
         if self._error is not None:
@@ -266,28 +328,64 @@ class AuditLog:
             _write_all(self._rec_fd, *(chunks if len(chunks) <= 64 else [b"".join(chunks)]))
         except BaseException as exc:  # fail closed: a torn write is repaired on reopen
             self._error = exc
-            self._cond.notify_all()
+            self._notify_all()
             raise AuditError(f"cannot write the audit log: {exc!r}") from None
         self._frontier.extend_packed(leaves)
         self._jobs.append(_Job(self._frontier.size, self._frontier.root(), leaves[-32:],
                                self._pending_t0))
         if self._unsigned_t0 is None:
             self._unsigned_t0 = self._pending_t0
-        self._cond.notify_all()
+        self._cond.notify()
 
     def flush(self) -> None:
-        """Return once everything appended so far is durable and covered by a signed head."""
+        """Return once everything appended so far is durable and covered by a durable
+        signed head."""
         with self._cond:
             target = self._seq
             self._flushes += 1
-            self._cond.notify_all()
+            self._cond.notify()
+            self._head_cond.notify()  # a written head waiting for its sync: now
             try:
-                while self._committed < target and self._error is None:
-                    self._cond.wait()
+                while self._head_synced < target and self._error is None:
+                    self._done_cond.wait()
             finally:
                 self._flushes -= 1
             if self._error is not None:
                 raise AuditError(f"audit log failed: {self._error!r}")
+
+    def flush_future(self) -> concurrent.futures.Future[None]:
+        """A future that completes once everything appended so far is durable and
+        covered by a signed head (written; its own sync follows in the background, see
+        the module docstring), or fails with ``AuditError``. Never blocks."""
+        fut: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._cond:
+            if self._error is not None:
+                fut.set_exception(AuditError(f"audit log failed: {self._error!r}"))
+            elif self._committed >= self._seq:
+                fut.set_result(None)
+            else:
+                self._waiters.append((self._seq, fut))
+                self._cond.notify()  # the committer closes the pending batch now
+        return fut
+
+    def _settle_waiters(self) -> list[concurrent.futures.Future[None]]:
+        """Take the waiters the committed size now covers (caller holds the lock)."""
+        done = [f for t, f in self._waiters if t <= self._committed]
+        if done:
+            self._waiters = [(t, f) for t, f in self._waiters if t > self._committed]
+        return done
+
+    def _notify_all(self) -> None:
+        """Wake every waiting thread (an error or the end; caller holds the lock)."""
+        for c in (self._cond, self._head_cond, self._done_cond):
+            c.notify_all()
+
+    def _fail_waiters(self) -> None:
+        with self._cond:
+            waiters, self._waiters = self._waiters, []
+            why = f"audit log failed: {self._error!r}" if self._error else "audit log closed"
+        for _, f in waiters:
+            f.set_exception(AuditError(why))
 
     def close(self) -> None:
         """Flush, sign the last head, stop the committer and release the directory."""
@@ -300,8 +398,11 @@ class AuditLog:
             with self._cond:
                 self._closed = True
                 self._stop = True
-                self._cond.notify_all()
+                self._notify_all()
             self._committer.join()
+            with self._cond:
+                self._head_cond.notify()  # the head syncer ends once the committer has
+            self._head_syncer.join()
             for fd in (self._rec_fd, self._head_fd, self._lock_fd):
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -317,13 +418,21 @@ class AuditLog:
     # -- the committer ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._commit_loop()
+        finally:  # whatever ended the committer, nobody waits for it forever
+            self._fail_waiters()
+            with self._cond:
+                self._notify_all()
+
+    def _commit_loop(self) -> None:
         cond = self._cond
         while True:
             with cond:
                 while not self._jobs:
                     if self._pending_n:
                         left = self._pending_t0 + self._seal_after - time.monotonic()
-                        if left <= 0 or self._flushes or self._stop:
+                        if left <= 0 or self._flushes or self._waiters or self._stop:
                             try:
                                 self._close_batch()
                             except AuditError:
@@ -340,18 +449,53 @@ class AuditLog:
             try:
                 if self.fsync != "none":
                     os.fdatasync(self._rec_fd)  # records durable before the head covering them
-                self._write_head(job, t0)
+                self._write_head(job, t0, sync=False)  # synced by _sync_heads
             except BaseException as exc:  # fail closed: the log refuses everything after
                 with cond:
                     self._error = exc
-                    cond.notify_all()
+                    self._notify_all()
                 return
             with cond:
-                self._committed = job.size
+                self._committed = self._head_written = job.size
                 self._unsigned_t0 = self._jobs[0].t0 if self._jobs else None
-                cond.notify_all()
+                done = self._settle_waiters()
+                if self._flushes or self._stop:  # someone waits for the head's sync
+                    self._head_cond.notify()
+                self._done_cond.notify_all()
+            for f in done:  # outside the lock: their callbacks run here
+                f.set_result(None)
 
-    def _write_head(self, job: _Job, t0: float) -> None:
+    def _sync_heads(self) -> None:
+        """Sync ``heads.jsonl`` after the committer wrote heads (the head syncer thread):
+        every ``HEAD_SYNC_S``, or at once when ``flush()`` or ``close()`` waits for it
+        (one sync covers every head written before it; fewer syncs, fewer wake-ups)."""
+        cond = self._head_cond
+        while True:
+            with cond:
+                pending = self._head_written > self._head_synced
+                if not pending or not (self._flushes or self._stop):
+                    if not pending and self._stop and not self._committer.is_alive():
+                        return
+                    cond.wait(HEAD_SYNC_S)
+                if self._error is not None:
+                    return
+                if self._head_written <= self._head_synced:
+                    continue
+                target = self._head_written
+            try:
+                if self.fsync != "none":
+                    os.fdatasync(self._head_fd)
+            except BaseException as exc:  # fail closed, as for the records
+                with cond:
+                    self._error = exc
+                    self._notify_all()
+                self._fail_waiters()
+                return
+            with cond:
+                self._head_synced = target
+                self._done_cond.notify_all()
+
+    def _write_head(self, job: _Job, t0: float, *, sync: bool = True) -> None:
         head: TreeHead = sign_head(
             self.signer, log_id=self.log_id, tree_size=job.size, root=job.root,
             last_leaf=job.last_leaf,
@@ -359,7 +503,7 @@ class AuditLog:
         )
         self._last_ts = head.timestamp_us
         _write_all(self._head_fd, head.to_line() + b"\n")
-        if self.fsync != "none":
+        if sync and self.fsync != "none":
             os.fdatasync(self._head_fd)
         self.heads_signed += 1
         self.max_observed_delay_s = max(self.max_observed_delay_s, time.monotonic() - t0)
