@@ -6,7 +6,7 @@
 # (~250 MB/s: 10 bytes of stores per input byte). So the full squeezed stream (with its
 # gaps and offsets) is built only locally, for verification; the hot path works on:
 #   1. WORD STARTS: whole-word terms can only start where a letter/digit follows a
-#      separator (~1 byte in 4-6 of English). With AVX-512 (BW, VBMI, VBMI2, DQ, CD) +
+#      separator (~1 byte in 4-6 of English). With AVX-512 (BW, VBMI, VBMI2, DQ, CD, IFMA) +
 #      BMI2, detected at run time, 64 bytes are folded per instruction (two-register byte
 #      permute of the fold table), their letters are packed by one vpcompressb into a
 #      letters-only stream with a word-start flag per letter (4 bytes of stores per 64
@@ -18,13 +18,22 @@
 #      key: SIMD gathers them from the letters-only stream for 8 word starts at once (the
 #      portable path builds them with shifts). Terms are grouped in classes (length 1..4
 #      exactly, 5..7 keyed on 5 characters, 8+ keyed on 5 then on 8 characters) and each
-#      class key is tested in a blocked Bloom filter (two bits in one 64-bit word: one
-#      load, ~20x fewer chance passes than one bit) that stays in L1/L2, also by gathers.
+#      class key is tested in a blocked Bloom filter (SC_BLOOM_K = 4 bits in one 64-bit
+#      word: one load) that stays in L1/L2, also by gathers. The hashes are products
+#      modulo 2^52 (one IFMA instruction per 8 keys) and one vpmultishiftqb reads all the
+#      bits of a key from its word; with two bits, words shared by many keys (phrases that
+#      begin with "the": "the?" words) passed ~1% of word starts by chance, with four
+#      ~0.15% (candidates per 4 KB of the bench corpus: 23 -> 16, ~13 of them real
+#      5- or 8-character prefix collisions that verification rejects).
 #      Skipping separators makes "N.O.F.O.R.N" and "NO-FORN" probe the same key as
 #      "NOFORN"; a whole-word term shorter than the word it starts cannot match, which
 #      removes most coincidences ("thei" in "their"). A key may run across a hard gap
 #      (the portable key stops there): that only costs a probe that verification rejects.
-#      Substring (~) terms use a bigram bitset at every position. (Keying classes 5, 6
+#      Substring (~) terms: the first min(4, len) characters of every term are compared
+#      at every letter of the squeezed stream (64 letters per step, exact: with the
+#      shipped lists ~2 candidates per 4 KB report instead of ~250 for a test on the
+#      first and next characters' flags, which stays for more than 16 prefixes and for
+#      the portable path's bigram bitset). (Keying classes 5, 6
 #      and 7 on all their characters was tried: ~20% fewer probes, but the extra gathers
 #      cost more than they saved.) The group loop has no data-dependent branch: a
 #      mispredicted "no lane passed" test cost more than the work it skipped (~20% of the
@@ -138,6 +147,8 @@ ctypedef struct SCWork:
     uint8_t* sq                 # squeezed letters of the window (SIMD path)
     uint8_t* sf                 # 1 where a squeezed letter starts a raw word (SIMD path)
     int32_t* wj                 # squeezed index of each word start (SIMD path)
+    uint64_t* bm                # letter mask of each 64-byte block of fb (SIMD path)
+    int32_t* bn                 # squeezed index of each block's first letter (SIMD path)
     Py_ssize_t cap
 
 ctypedef struct SCRoll:         # a rolling squeezed stretch of text (verification only)
@@ -177,6 +188,10 @@ ctypedef struct SCMatcher:
     const uint8_t* alnum    # 256: a word character for pattern boundaries
     const uint8_t* b64      # 256: 1 base64 alphabet, 2 also hex
     const uint8_t* ssflags  # 256: substring first / single / second character flags
+    int ss_npfx             # distinct first-4-character prefixes of the substring terms
+                            # (0: too many, the flags pass above is used instead)
+    const uint8_t* ss_pfx   # ss_npfx * 4 bytes, each prefix zero-padded
+    const uint8_t* ss_plen  # ss_npfx lengths (1..4)
     Py_ssize_t enc_min
 
 
@@ -195,7 +210,8 @@ cdef extern from *:
             sc_simd_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
                 && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2")
                 && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd")
-                && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("bmi2")
+                && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512ifma")
+                && __builtin_cpu_supports("bmi2")
                 && __builtin_cpu_supports("popcnt");
         }
         return sc_simd_ok;
@@ -348,8 +364,21 @@ cdef extern from *:
         return nul ? 2 : 0;
     }
 
-    static inline uint32_t sc_hash64(uint64_t key) {
-        return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32);
+    /* The Bloom hashes are products modulo 2^52 of a 52-bit form of the key (sc_hin), so
+       that the SIMD pass computes each with one IFMA instruction per 8 keys (vpmadd52luq,
+       1 uop) instead of vpmullq (3 uops); the table builder and the scalar paths compute
+       the very same values with a 64-bit multiply (the low 52 bits of a product depend
+       only on the low 52 bits of its factors). sc_hin folds the top 12 bits of a key onto
+       bits 40..51, so a class key (at most 5 characters, tag in the top byte) becomes
+       chars | tag << 44 without loss (the SIMD pass builds that form directly). */
+    #define SC_M52 ((1ull << 52) - 1)
+    #define SC_HW 0x9E3779B97F4A7ull    /* word hash multiplier (odd, < 2^52) */
+    #define SC_HB 0xC2B2AE3D27D4Bull    /* bit hash multiplier (odd, < 2^52) */
+    static inline uint64_t sc_hin(uint64_t key) {
+        return (key ^ ((key >> 52) << 40)) & SC_M52;
+    }
+    static inline uint64_t sc_lo52(uint64_t x, uint64_t c) {
+        return (x * c) & SC_M52;
     }
 
     /* Blocked Bloom filter: each key sets two bits of ONE 64-bit word (the word and the
@@ -368,11 +397,24 @@ cdef extern from *:
         uint64_t tag = key >> 56;
         uint64_t wk = (!(shift & SC_SHARED_WORDS) || (tag >= 1 && tag <= 3)) ? key
                       : ((key & 0xFFFFFFFFull) | (4ull << 56));
-        return (sc_hash64(wk) >> (shift & 31)) >> 6;
+        /* the top bits_log - 6 bits of the 52-bit hash (shift = 32 - bits_log) */
+        return (uint32_t)(sc_lo52(sc_hin(wk), SC_HW) >> (26 + (shift & 31)));
+    }
+    /* SC_BLOOM_K bits per key: their indices are the low 6 bits of the first SC_BLOOM_K
+       bytes of the HIGH half of the 104-bit product (every byte of it depends on every
+       bit of the key; the SIMD pass reads all of them with one vpmultishiftqb of the
+       word, whatever K, and gets the product from one vpmadd52huq). More bits than two
+       matter for the words shared by many keys (phrases that begin with a common word:
+       "the ..." crowd the words of "the?"), where two bits passed ~1% of word starts. */
+    #define SC_BLOOM_K 4
+    static inline uint64_t sc_hi52(uint64_t x, uint64_t c) {
+        return (uint64_t)(((unsigned __int128)x * c) >> 52) & SC_M52;
     }
     static inline uint64_t sc_bloom_bits(uint64_t key) {
-        uint64_t p = key * 0xC2B2AE3D27D4EB4Full;
-        return (1ull << (p >> 58)) | (1ull << ((p >> 52) & 63));
+        uint64_t p = sc_hi52(sc_hin(key), SC_HB), m = 0;
+        for (int i = 0; i < SC_BLOOM_K; i++)
+            m |= 1ull << ((p >> (8 * i)) & 63);
+        return m;
     }
     static inline uint64_t sc_bloom_mask(uint64_t key, uint32_t shift, uint32_t* word) {
         *word = sc_bloom_word(key, shift);
@@ -427,33 +469,40 @@ cdef extern from *:
         return hm;
     }
 
-    /* Eight blocked-Bloom tests at once (see sc_bloom_mask), lanes in lm only. */
-    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
-    /* Gather the Bloom words of eight word keys (already in word-key form). */
-    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+    /* Eight blocked-Bloom tests at once (see sc_bloom_mask), lanes in lm only; keys in
+       sc_hin form (a class key is built directly as chars | tag << 44, one vpternlogq). */
+    #define SC_SIMD_TARGET "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,avx512ifma"
+    /* Gather the Bloom words of eight word keys; shiftv = 26 + (shift & 31). */
+    __attribute__((target(SC_SIMD_TARGET)))
     static inline __m512i sc_bword8(const uint64_t* bits, __m128i shiftv, __m512i wk,
                                     __mmask8 lm) {
-        __m512i p = _mm512_mullo_epi64(wk, _mm512_set1_epi64((long long)0x9E3779B97F4A7C15ull));
-        __m512i h = _mm512_srl_epi64(_mm512_srli_epi64(p, 32), shiftv);
-        return _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), lm, _mm512_srli_epi64(h, 6),
-                                           (const void*)bits, 8);
+        __m512i p = _mm512_madd52lo_epu64(_mm512_setzero_si512(), wk,
+                                          _mm512_set1_epi64((long long)SC_HW));
+        return _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), lm,
+                                           _mm512_srl_epi64(p, shiftv), (const void*)bits, 8);
     }
-    /* Test eight keys against their gathered words (sc_bloom_bits per lane). */
-    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+    /* Test eight keys against their gathered words (sc_bloom_bits per lane): one
+       vpmultishiftqb brings word bit p.byte[i] mod 64 to bit 0 of byte i. */
+    __attribute__((target(SC_SIMD_TARGET)))
     static inline __mmask8 sc_btest8(__m512i w, __m512i key, __mmask8 lm) {
-        __m512i p = _mm512_mullo_epi64(key, _mm512_set1_epi64((long long)0xC2B2AE3D27D4EB4Full));
-        __m512i one = _mm512_set1_epi64(1);
-        __m512i m = _mm512_or_si512(
-            _mm512_sllv_epi64(one, _mm512_srli_epi64(p, 58)),
-            _mm512_sllv_epi64(one, _mm512_and_si512(_mm512_srli_epi64(p, 52),
-                                                    _mm512_set1_epi64(63))));
-        return _mm512_mask_cmpeq_epi64_mask(lm, _mm512_and_si512(w, m), m);
+        const __m512i ones = _mm512_set1_epi64((long long)(0x0101010101010101ull
+                                                           >> (64 - 8 * SC_BLOOM_K)));
+        __m512i p = _mm512_madd52hi_epu64(_mm512_setzero_si512(), key,
+                                          _mm512_set1_epi64((long long)SC_HB));
+        __m512i ms = _mm512_multishift_epi64_epi8(p, w);
+        return _mm512_mask_cmpeq_epi64_mask(lm, _mm512_and_si512(ms, ones), ones);
     }
     /* Eight blocked-Bloom tests of class 1..3 keys (their own words), lanes in lm. */
-    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+    __attribute__((target(SC_SIMD_TARGET)))
     static inline __mmask8 sc_bloom8(const uint64_t* bits, __m128i shiftv, __m512i key,
                                      __mmask8 lm) {
         return sc_btest8(sc_bword8(bits, shiftv, key, lm), key, lm);
+    }
+    /* (key & mask) | tag in one vpternlogq (0xEA: a & b | c) */
+    __attribute__((target(SC_SIMD_TARGET)))
+    static inline __m512i sc_ckey8(__m512i key, long long mask, long long tag) {
+        return _mm512_ternarylogic_epi64(key, _mm512_set1_epi64(mask), _mm512_set1_epi64(tag),
+                                         0xEA);
     }
 
     /* Whole-word candidates of the window [a, b), AVX-512 (BW, VBMI2, DQ, CD) + BMI2.
@@ -467,13 +516,13 @@ cdef extern from *:
           with gathered Bloom words; a key may run across a hard gap, which only costs an
           extra probe (verification rejects it). Starts too close to a cut window end are
           done by sc_ww_hm_one. Writes candidates (position, key, class mask) over cp. */
-    __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512dq,avx512cd,avx512vl,bmi2,popcnt")))
+    __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512dq,avx512cd,avx512vl,avx512ifma,bmi2,popcnt")))
     static Py_ssize_t sc_ww_candidates(const uint8_t* fold, const uint8_t* cls,
             const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b, const uint8_t* fb,
             Py_ssize_t fb_end, const uint64_t* bits, const uint64_t* bitsl, uint32_t shift,
             int classes, uint8_t* sq, uint8_t* sf, int32_t* wj, int32_t* cp, uint64_t* ck,
-            int32_t* chm) {
-        Py_ssize_t len = b - a, nsq = 0, nw = 0, nc = 0, g, k;
+            int32_t* chm, uint64_t* bm, int32_t* bn, Py_ssize_t* nsq_win, int keys) {
+        Py_ssize_t len = b - a, nsq = 0, nw = 0, nc = 0, g, k, nwin = 0;
         uint64_t carry = (a > 0 && fold[d[a - 1]]) ? 1 : 0;
         const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
         const __m512i one8 = _mm512_set1_epi8(1);
@@ -484,6 +533,10 @@ cdef extern from *:
             uint64_t st = m & ~((m << 1) | carry);
             carry = m >> 63;
             uint64_t stl = i >= len ? 0 : (len - i >= 64 ? st : st & ((1ull << (len - i)) - 1));
+            bm[i >> 6] = m;
+            bn[i >> 6] = (int32_t)nsq;
+            if (i < len)
+                nwin = nsq + __builtin_popcountll(len - i >= 64 ? m : m & ((1ull << (len - i)) - 1));
             _mm512_storeu_si512((void*)(sq + nsq), _mm512_maskz_compress_epi8(m, f));
             uint64_t sst = _pext_u64(st, m), sstl = _pext_u64(stl, m);
             _mm512_storeu_si512((void*)(sf + nsq), _mm512_maskz_mov_epi8(sst, one8));
@@ -502,8 +555,12 @@ cdef extern from *:
             nw = nr;
             nsq += __builtin_popcountll(m);
         }
-        memset(sq + nsq, 0, 16);
+        bn[(fb_end + 63) >> 6] = (int32_t)nsq;
+        *nsq_win = nwin;
+        memset(sq + nsq, 0, 80);   /* the substring pass reads 4 bytes past any letter */
         memset(sf + nsq, 1, 16);
+        if (!keys)
+            return 0;   /* squeeze only: for the substring pass */
         if (nw > 0) {   /* sentinel: the squeezed index of the start after the last one */
             Py_ssize_t js = wj[nw - 1] + 1;
             while (!sf[js]) js++;
@@ -515,11 +572,13 @@ cdef extern from *:
         if (a + fb_end < n)
             while (nv > 0 && wj[nv - 1] + 9 > nsq) nv--;
         for (k = nv; k < nw; k++) tailp[k - nv] = cp[k];   /* the vector stores clobber */
-        const __m128i shiftv = _mm_cvtsi32_si128((int)(shift & 31));
+        const __m128i shiftv = _mm_cvtsi32_si128(26 + (int)(shift & 31));
         const int shared = (shift & SC_SHARED_WORDS) != 0;
-        /* allowed classes by first-fragment length z = 1..8 (index z - 1) */
-        const __m512i atab = _mm512_set_epi64(16, 16, 16, 16, 16 | 8, 16 | 12, 16 | 14, 16 | 15);
-        const __m512i clv = _mm512_set1_epi64(classes & 31);
+        /* allowed classes by first-fragment length z = 1..8 (index z - 1), 32-bit lanes */
+        const __m256i atab = _mm256_and_si256(
+            _mm256_set_epi32(16, 16, 16, 16, 16 | 8, 16 | 12, 16 | 14, 16 | 15),
+            _mm256_set1_epi32(classes & 31));
+        const long long M32 = 0xFFFFFFFFll, M40 = 0xFFFFFFFFFFll;
         for (g = 0; g < nv; g += 8) {
             __mmask8 lm = nv - g >= 8 ? 0xFF : (__mmask8)((1u << (nv - g)) - 1);
             __m256i J = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g));
@@ -530,56 +589,52 @@ cdef extern from *:
                the squeezed stream (capped at 8): the next entry of wj (wj[nw] is the
                sentinel), no second gather */
             __m256i Jn = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g + 1));
-            __m512i zi = _mm512_cvtepu32_epi64(_mm256_min_epu32(
+            __m256i zi = _mm256_min_epu32(
                 _mm256_sub_epi32(_mm256_sub_epi32(Jn, J), _mm256_set1_epi32(1)),
-                _mm256_set1_epi32(7)));
-            __m512i allow = _mm512_and_si512(_mm512_permutexvar_epi64(zi, atab), clv);
-            __m512i hm = _mm512_setzero_si512();
-            __m512i k5 = _mm512_or_si512(_mm512_and_si512(key, _mm512_set1_epi64(0xFFFFFFFFFFll)),
-                                         _mm512_set1_epi64(5ll << 56));
-            /* shared words: one gathered word serves classes 4, 5, the 8+ prefix and
-               the 8+ key */
+                _mm256_set1_epi32(7));
+            __m256i allow = _mm256_permutexvar_epi32(zi, atab);
+            /* the class-4 key is also the shared word's key (classes 4+, 8+ prefix, 8+) */
+            __m512i k4 = sc_ckey8(key, M32, 4ll << 44);
+            __m512i k5 = sc_ckey8(key, M40, 5ll << 44);
             __m512i W = _mm512_setzero_si512();
             if (shared)
-                W = sc_bword8(bits, shiftv,
-                    _mm512_or_si512(_mm512_and_si512(key, _mm512_set1_epi64(0xFFFFFFFFll)),
-                                    _mm512_set1_epi64(4ll << 56)), lm);
-            __mmask8 al = _mm512_mask_test_epi64_mask(lm, allow, _mm512_set1_epi64(16));
+                W = sc_bword8(bits, shiftv, k4, lm);
+            __mmask8 al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(16));
             __mmask8 ps = shared ? sc_btest8(W, k5, al) : sc_bloom8(bits, shiftv, k5, al);
-            hm = _mm512_mask_mov_epi64(hm, ps, _mm512_set1_epi64(16));
+            __m256i hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
             /* no data-dependent branches below (a mispredicted test per group cost more
                than the tests it skipped): `classes` and `shared` are the same for the
                whole call, so their branches predict perfectly */
             for (int m = 1; m <= 4; m++) {
                 if (!(classes & (1 << (m - 1)))) continue;
-                al = _mm512_mask_test_epi64_mask(lm, allow, _mm512_set1_epi64(1ll << (m - 1)));
-                __m512i km = _mm512_or_si512(
-                    _mm512_and_si512(key, _mm512_set1_epi64((long long)((1ull << (8 * m)) - 1))),
-                    _mm512_set1_epi64((long long)m << 56));
+                al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(1 << (m - 1)));
+                __m512i km = m == 4 ? k4 : sc_ckey8(key, (long long)((1ull << (8 * m)) - 1),
+                                                    (long long)m << 44);
                 ps = (m == 4 && shared) ? sc_btest8(W, km, al) : sc_bloom8(bits, shiftv, km, al);
-                hm = _mm512_mask_or_epi64(hm, ps, hm, _mm512_set1_epi64(1ll << (m - 1)));
+                hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(1 << (m - 1)));
             }
             if (classes & 32) {
-                __m512i kl5 = _mm512_or_si512(_mm512_and_si512(key, _mm512_set1_epi64(0xFFFFFFFFFFll)),
-                                              _mm512_set1_epi64(0x15ll << 56));
+                __m512i kl5 = sc_ckey8(key, M40, 0x15ll << 44);
+                /* the 8-character key in sc_hin form (IFMA reads the low 52 bits) */
+                __m512i h8 = _mm512_xor_si512(key,
+                    _mm512_slli_epi64(_mm512_srli_epi64(key, 52), 40));
                 if (shared) {
-                    ps = sc_btest8(W, kl5, lm) & sc_btest8(W, key, lm);
-                    hm = _mm512_mask_or_epi64(hm, ps, hm, _mm512_set1_epi64(32));
+                    ps = sc_btest8(W, kl5, lm) & sc_btest8(W, h8, lm);
+                    hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(32));
                 } else {
                     ps = sc_bloom8(bits, shiftv, kl5, lm);
                     if (ps) {   /* a second gather: worth a branch */
-                        ps = sc_bloom8(bits, shiftv, key, ps);
-                        hm = _mm512_mask_or_epi64(hm, ps, hm, _mm512_set1_epi64(32));
+                        ps = sc_bloom8(bits, shiftv, h8, ps);
+                        hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(32));
                     }
                 }
             }
             /* the candidates are compressed out unconditionally (no lane: nothing moves;
                the buffers have 64 entries of slack) */
-            __mmask8 c = _mm512_test_epi64_mask(hm, hm);
+            __mmask8 c = _mm256_test_epi32_mask(hm, hm);
             _mm256_storeu_si256((void*)(cp + nc), _mm256_maskz_compress_epi32(c, P));
             _mm512_storeu_si512((void*)(ck + nc), _mm512_maskz_compress_epi64(c, key));
-            _mm256_storeu_si256((void*)(chm + nc),
-                                _mm512_cvtepi64_epi32(_mm512_maskz_compress_epi64(c, hm)));
+            _mm256_storeu_si256((void*)(chm + nc), _mm256_maskz_compress_epi32(c, hm));
             nc += __builtin_popcount(c);
         }
         for (k = nv; k < nw; k++) {
@@ -588,6 +643,46 @@ cdef extern from *:
             int hmk = sc_ww_hm_one(fold, cls, d, n, pk, bits, bitsl, shift, classes, &kk);
             cp[nc] = pk; ck[nc] = kk; chm[nc] = hmk;
             nc += hmk != 0;
+        }
+        return nc;
+    }
+
+    /* Substring-term candidates of a window from its squeezed letters sq[0:nsq] (as left
+       by sc_ww_candidates, with look-ahead and zero padding past them): the letters where
+       a term's first min(4, len) characters begin, compared exactly, 64 letters per step
+       (one compare per prefix character). Separators are already gone from sq, so
+       "S.E.C.R.E.T" and "SE-CRET" are candidates like "SECRET"; verification checks the
+       gaps. Each candidate's raw position comes from the block letter masks bm and the
+       squeezed index bn of each block's first letter (the r-th letter of a block is the
+       r-th set bit of its mask). Writes absolute raw positions (a + offset), increasing. */
+    __attribute__((target("avx512f,avx512bw,bmi2")))
+    static Py_ssize_t sc_ss_prefix_candidates(const uint8_t* sq, Py_ssize_t nsq,
+            const uint8_t* pfx, const uint8_t* plen, int npfx, const uint64_t* bm,
+            const int32_t* bn, Py_ssize_t a, int32_t* out) {
+        Py_ssize_t nc = 0, blk = 0;
+        for (Py_ssize_t j = 0; j < nsq; j += 64) {
+            __m512i l0 = _mm512_loadu_si512((const void*)(sq + j));
+            __m512i l1 = _mm512_loadu_si512((const void*)(sq + j + 1));
+            __m512i l2 = _mm512_loadu_si512((const void*)(sq + j + 2));
+            __m512i l3 = _mm512_loadu_si512((const void*)(sq + j + 3));
+            uint64_t c = 0;
+            for (int q = 0; q < npfx; q++) {
+                const uint8_t* pq = pfx + 4 * q;
+                int lq = plen[q];
+                __mmask64 mq = _mm512_cmpeq_epi8_mask(l0, _mm512_set1_epi8((char)pq[0]));
+                if (lq > 1) mq = _mm512_mask_cmpeq_epi8_mask(mq, l1, _mm512_set1_epi8((char)pq[1]));
+                if (lq > 2) mq = _mm512_mask_cmpeq_epi8_mask(mq, l2, _mm512_set1_epi8((char)pq[2]));
+                if (lq > 3) mq = _mm512_mask_cmpeq_epi8_mask(mq, l3, _mm512_set1_epi8((char)pq[3]));
+                c |= mq;
+            }
+            if (nsq - j < 64) c &= (1ull << (nsq - j)) - 1;
+            while (c) {
+                Py_ssize_t jj = j + __builtin_ctzll(c);
+                c &= c - 1;
+                while (bn[blk + 1] <= jj) blk++;
+                uint64_t bit = _pdep_u64(1ull << (jj - bn[blk]), bm[blk]);
+                out[nc++] = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
+            }
         }
         return nc;
     }
@@ -609,7 +704,11 @@ cdef extern from *:
                                 Py_ssize_t fb_end, const uint64_t* bits,
                                 const uint64_t* bitsl, uint32_t shift, int classes,
                                 uint8_t* sq, uint8_t* sf, int32_t* wj, int32_t* cp,
-                                uint64_t* ck, int32_t* chm) nogil
+                                uint64_t* ck, int32_t* chm, uint64_t* bm, int32_t* bn,
+                                Py_ssize_t* nsq_win, int keys) nogil
+    Py_ssize_t sc_ss_prefix_candidates(const uint8_t* sq, Py_ssize_t nsq, const uint8_t* pfx,
+                                       const uint8_t* plen, int npfx, const uint64_t* bm,
+                                       const int32_t* bn, Py_ssize_t a, int32_t* out) nogil
 
 cdef int _sc_use_simd = -1
 
@@ -654,12 +753,17 @@ cdef inline int _sc_vec_push(SCVec* v, int32_t msg, int32_t code, int64_t s, int
 cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
     """Room for a window of n bytes (at most n/2 + 1 word starts)."""
     # slack: the SIMD passes store whole vectors past the last entry; the window is
-    # folded and squeezed with SC_LOOKAHEAD bytes beyond its end
+    # folded and squeezed with SC_LOOKAHEAD bytes beyond its end. ws also receives the
+    # substring candidates, up to one per byte ("pppp..." when a term starts with "pp"):
+    # it has room for all of them, not only for the word starts.
     cdef Py_ssize_t k = n // 2 + 64
+    cdef Py_ssize_t nblk = (n + SC_LOOKAHEAD) // 64 + 4
     if n <= w.cap:
         return 0
     _sc_work_free(w)
-    w.ws = <int32_t*>malloc(k * sizeof(int32_t))
+    w.ws = <int32_t*>malloc((n + 64) * sizeof(int32_t))
+    w.bm = <uint64_t*>malloc(nblk * sizeof(uint64_t))
+    w.bn = <int32_t*>malloc(nblk * sizeof(int32_t))
     w.fb = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
     w.ck = <uint64_t*>malloc(k * sizeof(uint64_t))
     w.chm = <int32_t*>malloc(k * sizeof(int32_t))
@@ -667,7 +771,7 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
     w.sf = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
     w.wj = <int32_t*>malloc(k * sizeof(int32_t))
     if (w.ws == NULL or w.fb == NULL or w.ck == NULL or w.chm == NULL or w.sq == NULL
-            or w.sf == NULL or w.wj == NULL):
+            or w.sf == NULL or w.wj == NULL or w.bm == NULL or w.bn == NULL):
         _sc_work_free(w)
         return -1
     w.cap = n
@@ -676,6 +780,9 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
 
 cdef void _sc_work_free(SCWork* w) noexcept nogil:
     free(w.ws); free(w.fb); free(w.ck); free(w.chm); free(w.sq); free(w.sf); free(w.wj)
+    free(w.bm); free(w.bn)
+    w.bm = NULL
+    w.bn = NULL
     w.sq = NULL
     w.sf = NULL
     w.wj = NULL
@@ -1123,6 +1230,7 @@ cdef void _sc_substrings(const SCMatcher* M, const uint8_t* d, Py_ssize_t n, Py_
 
 
 cdef enum:
+    SC_SS_MAX_PFX = 16          # more substring prefixes: the (coarser) flags pass
     SC_PAT_CHUNK = 2048         # positions per SIMD candidate pass of the pattern prefilter
 
 
@@ -1319,9 +1427,10 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
                       const int32_t* ostart, const int32_t* oend, int32_t msg, int64_t base,
                       SCWork* w, SCVec* hits, SCVec* runs) noexcept nogil:
     """Scan one folded body d[0:n]; hits get original offsets (+ base when identity)."""
-    cdef Py_ssize_t h0 = hits.n, a, b, nws, k, fe
+    cdef Py_ssize_t h0 = hits.n, a, b, nws, k, fe = 0, nsqw = 0
     cdef SCRoll R
     cdef bint simd = _sc_use_simd > 0
+    cdef bint sspfx = M.ss.nterms > 0 and M.ss_npfx > 0
     if ((M.ww.nterms or M.ss.nterms)
             and _sc_work_reserve(w, n if n < SC_WINDOW else SC_WINDOW) < 0):
         return -1
@@ -1335,21 +1444,30 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
             fe = b + SC_LOOKAHEAD if b + SC_LOOKAHEAD < n else n
             sc_fold_block(M.fold, d + a, fe - a, w.fb)
             memset(w.fb + (fe - a), 0, 80)
-        if M.ww.nterms and simd:
-            # find the word starts and test their keys with bit masks; probe candidates
+        if simd and (M.ww.nterms or sspfx):
+            # squeeze the window; find the word starts and test their keys with bit
+            # masks (whole-word terms only); probe candidates
             nws = sc_ww_candidates(M.fold, M.cls, d, n, a, b, w.fb, fe - a, M.ww.bits,
                                    M.ww.bitsl, M.ww.shift, M.ww.classes, w.sq, w.sf, w.wj,
-                                   w.ws, w.ck, w.chm)
-            _sc_roll_reset(&R)
-            _sc_prefetch_slots(&M.ww, w.chm, w.ck, nws)
-            for k in range(nws):
-                _sc_probe(M, &M.ww, True, w.chm[k], w.ck[k], d, n, w.ws[k], ostart, oend,
-                          msg, base, hits, &R)
+                                   w.ws, w.ck, w.chm, w.bm, w.bn, &nsqw, M.ww.nterms != 0)
+            if M.ww.nterms:
+                _sc_roll_reset(&R)
+                _sc_prefetch_slots(&M.ww, w.chm, w.ck, nws)
+                for k in range(nws):
+                    _sc_probe(M, &M.ww, True, w.chm[k], w.ck[k], d, n, w.ws[k], ostart,
+                              oend, msg, base, hits, &R)
         elif M.ww.nterms:
             nws = _sc_word_starts(M.fold, d, a, b, w.ws)
             _sc_roll_reset(&R)
             _sc_ww_loop(M, d, n, w.ws, nws, ostart, oend, msg, base, hits, &R)
-        if M.ss.nterms and simd:
+        if sspfx and simd:
+            # exact first-4-character prefixes on the squeezed letters: few candidates
+            nws = sc_ss_prefix_candidates(w.sq, nsqw, M.ss_pfx, M.ss_plen, M.ss_npfx, w.bm,
+                                          w.bn, a, w.ws)
+            _sc_roll_reset(&R)
+            for k in range(nws):
+                _sc_probe_ss(M, 63, d, n, w.ws[k], ostart, oend, msg, base, hits, &R)
+        elif M.ss.nterms and simd:
             nws = sc_ss_candidates(w.fb, b - a, M.ssflags, w.ws)
             _sc_roll_reset(&R)
             for k in range(nws):
@@ -1581,6 +1699,22 @@ cdef class ScanCore:
         ssf[pairs & 255] |= 4
         ssf[_np.flatnonzero(ss.single)] |= 2
         arrs.append(ssf)
+        # distinct first-4-character prefixes of the substring terms (tord lists the
+        # whole-word terms, then the substring terms)
+        ss_set = set()
+        ss_chars = bytes(arrs[0])
+        for ss_q in range(ww.t.nterms, ww.t.nterms + ss.t.nterms):
+            ss_t = int(arrs[4][ss_q])
+            ss_o = int(arrs[1][ss_t])
+            ss_set.add(ss_chars[ss_o:ss_o + min(4, int(arrs[2][ss_t]))])
+        pfx_list = sorted(ss_set) if 0 < len(ss_set) <= SC_SS_MAX_PFX else []
+        ss_pfx = _np.zeros(4 * max(1, len(pfx_list)), dtype=_np.uint8)
+        ss_plen = _np.ones(max(1, len(pfx_list)), dtype=_np.uint8)
+        for ss_q, ss_pb in enumerate(pfx_list):
+            ss_pfx[4 * ss_q:4 * ss_q + len(ss_pb)] = list(ss_pb)
+            ss_plen[ss_q] = len(ss_pb)
+        arrs.append(ss_pfx)
+        arrs.append(ss_plen)
         self.keep = arrs
         self.pool = []
         self.ww = ww
@@ -1604,6 +1738,8 @@ cdef class ScanCore:
         cdef const uint64_t[::1] a16 = arrs[16]
         cdef const int32_t[::1] a17 = arrs[17]
         cdef const uint8_t[::1] a18 = arrs[18]
+        cdef const uint8_t[::1] a19 = arrs[19]
+        cdef const uint8_t[::1] a20 = arrs[20]
         self.M.ww = ww.t
         self.M.ss = ss.t
         self.M.tchars = &a0[0]
@@ -1632,6 +1768,9 @@ cdef class ScanCore:
         self.M.popt = &a9[0]
         self.M.pnrun = &a17[0]
         self.M.ssflags = &a18[0]
+        self.M.ss_pfx = &a19[0]
+        self.M.ss_plen = &a20[0]
+        self.M.ss_npfx = len(pfx_list)
         self.M.pstart = &a10[0]
         self.M.plen = &a11[0]
         self.M.npat = len(plen)
@@ -1761,3 +1900,184 @@ cdef class ScanCore:
             _sc_work_free(&w)
             free(hits.a)
             free(runs.a)
+
+
+# ---- Match objects ----------------------------------------------------------------------
+# The pipeline reads a batch's matches as guard.scanner.Match tuples (a NamedTuple). Built
+# in Python they cost ~1 us each (tolist, star-unpacking, tuple.__new__); here each is one
+# allocation of the tuple subclass filled in place, exactly what tuple.__new__(Match, ...)
+# does in CPython (tp_alloc, then PyTuple_SET_ITEM), with the three strings shared.
+
+from cpython.object cimport PyTypeObject
+from cpython.ref cimport PyObject
+
+cdef extern from *:
+    """
+    /* One Match: (name, kind, term) from the 3-tuple nm, then start and end. */
+    static PyObject* sc_match_new(PyTypeObject* tp, PyObject* nm, long long s, long long e) {
+        PyObject* o = tp->tp_alloc(tp, 5);
+        PyObject* x;
+        int k;
+        if (o == NULL) return NULL;
+        for (k = 0; k < 3; k++) {
+            x = PyTuple_GET_ITEM(nm, k);
+            Py_INCREF(x);
+            PyTuple_SET_ITEM(o, k, x);
+        }
+        x = PyLong_FromLongLong(s);
+        if (x == NULL) { Py_DECREF(o); return NULL; }
+        PyTuple_SET_ITEM(o, 3, x);
+        x = PyLong_FromLongLong(e);
+        if (x == NULL) { Py_DECREF(o); return NULL; }
+        PyTuple_SET_ITEM(o, 4, x);
+        /* three strings and two ints cannot be part of a reference cycle (the type has
+           no __dict__, checked by MatchTable): off the GC's lists, as CPython untracks
+           such plain tuples itself, so the collections a big batch triggers stay short */
+        PyObject_GC_UnTrack(o);
+        return o;
+    }
+
+    /* The Matches of rows [a, b) as a new list; NULL with IndexError when a row names a
+       (list, term) the table does not have. lbase[l]..lbase[l+1] are list l's entries of
+       names (list -1, an encoded run, is list nl). */
+    static PyObject* sc_match_list(PyTypeObject* tp, PyObject* names, const int64_t* lbase,
+                                   int nl, const int16_t* li, const int32_t* ti,
+                                   const int64_t* st, const int64_t* en, Py_ssize_t a,
+                                   Py_ssize_t b) {
+        PyObject* out = PyList_New(b - a);
+        Py_ssize_t k;
+        if (out == NULL) return NULL;
+        for (k = a; k < b; k++) {
+            int l = li[k] < 0 ? nl : li[k];
+            int64_t idx = (li[k] < -1 || li[k] >= nl) ? -1 : lbase[l] + ti[k];
+            if (idx < lbase[l] || idx >= lbase[l + 1]) {
+                Py_DECREF(out);
+                PyErr_Format(PyExc_IndexError, "match row %zd: no term (%d, %d)", k,
+                             (int)li[k], (int)ti[k]);
+                return NULL;
+            }
+            PyObject* m = sc_match_new(tp, PyTuple_GET_ITEM(names, idx), st[k], en[k]);
+            if (m == NULL) { Py_DECREF(out); return NULL; }
+            PyList_SET_ITEM(out, k - a, m);
+        }
+        return out;
+    }
+    """
+    object sc_match_list(PyTypeObject* tp, object names, const int64_t* lbase, int nl,
+                         const int16_t* li, const int32_t* ti, const int64_t* st,
+                         const int64_t* en, Py_ssize_t a, Py_ssize_t b)
+
+
+cdef class MatchTable:
+    """Builds ``Match`` objects from result rows (list_id, term_id, start, end).
+
+    ``cls`` is the Match type (a tuple subclass of 5 fields); ``prefix[l][t]`` is the
+    (list name, kind, term) of term t of list l, its last entry that of the encoded runs
+    (list_id -1)."""
+    cdef object cls
+    cdef tuple names
+    cdef object lbase_arr
+    cdef const int64_t* lbase
+    cdef int nl
+
+    def __init__(self, cls, prefix):
+        if not (isinstance(cls, type) and issubclass(cls, tuple)
+                and len(getattr(cls, "_fields", ())) == 5):
+            raise TypeError("cls must be a tuple subclass of 5 fields")
+        if cls.__dictoffset__ != 0 or cls.__itemsize__ != sizeof(PyObject*):
+            raise TypeError("cls must not have a __dict__ (its objects are not GC-tracked)")
+        if not prefix:
+            raise ValueError("prefix needs at least the encoded entry")
+        names = []
+        base = [0]
+        for row in prefix:
+            for nm in row:
+                nm = tuple(nm)
+                if len(nm) != 3:
+                    raise ValueError("each prefix entry is (list name, kind, term)")
+                names.append(nm)
+            base.append(len(names))
+        self.cls = cls
+        self.names = tuple(names)
+        self.nl = len(prefix) - 1
+        self.lbase_arr = _np.array(base, dtype=_np.int64)
+        cdef const int64_t[::1] bv = self.lbase_arr
+        self.lbase = &bv[0]
+
+    def view(self, msg, list_id, term_id, start, end, Py_ssize_t nmsg):
+        """A per-batch reader of the rows (``msg`` sorted, one entry per row)."""
+        return _MatchView(self, msg, list_id, term_id, start, end, nmsg)
+
+    def rows(self, list_id, term_id, start, end):
+        """The Match of every row, in order (1-D sequences of one length)."""
+        v = _MatchView(self, _np.zeros(len(list_id), dtype=_np.int32), list_id, term_id,
+                       start, end, 1)
+        return v.for_message(0)
+
+
+cdef class _MatchView:
+    """Match objects of one batch's rows, per message or all at once."""
+    cdef MatchTable t
+    cdef const int32_t[::1] msg
+    cdef const int16_t[::1] li
+    cdef const int32_t[::1] ti
+    cdef const int64_t[::1] st
+    cdef const int64_t[::1] en
+    cdef Py_ssize_t n, nmsg
+
+    def __init__(self, MatchTable t, msg, list_id, term_id, start, end, Py_ssize_t nmsg):
+        cdef Py_ssize_t k
+        self.t = t
+        self.msg = _np.ascontiguousarray(msg, dtype=_np.int32)
+        self.li = _np.ascontiguousarray(list_id, dtype=_np.int16)
+        self.ti = _np.ascontiguousarray(term_id, dtype=_np.int32)
+        self.st = _np.ascontiguousarray(start, dtype=_np.int64)
+        self.en = _np.ascontiguousarray(end, dtype=_np.int64)
+        self.n = self.msg.shape[0]
+        self.nmsg = nmsg
+        if not (self.li.shape[0] == self.ti.shape[0] == self.st.shape[0] == self.en.shape[0]
+                == self.n):
+            raise ValueError("row arrays must have one length")
+        for k in range(1, self.n):
+            if self.msg[k] < self.msg[k - 1]:
+                raise ValueError("rows must be sorted by message")
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    cdef Py_ssize_t _lower(self, Py_ssize_t i) noexcept:
+        """The first row whose message is >= i (binary search)."""
+        cdef Py_ssize_t lo = 0, hi = self.n, mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self.msg[mid] < i:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    cdef object _list(self, Py_ssize_t a, Py_ssize_t b):
+        if a >= b:
+            return []
+        return sc_match_list(<PyTypeObject*>self.t.cls, self.t.names, self.t.lbase,
+                             self.t.nl, &self.li[0], &self.ti[0], &self.st[0], &self.en[0],
+                             a, b)
+
+    def for_message(self, Py_ssize_t i):
+        """The matches of message i (a new list; empty when i is out of range)."""
+        if i < 0 or i >= self.nmsg:
+            return []
+        return self._list(self._lower(i), self._lower(i + 1))
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def by_message(self):
+        """One new list of matches per message, in one pass over the rows."""
+        cdef Py_ssize_t i, a = 0, b
+        out = []
+        b = self._lower(0)  # rows of negative messages (none in practice) are not shown
+        for i in range(self.nmsg):
+            a = b
+            while b < self.n and self.msg[b] == i:
+                b += 1
+            out.append(self._list(a, b))
+        return out

@@ -14,7 +14,6 @@ import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
@@ -95,38 +94,23 @@ class BatchResult:
     flags: np.ndarray
     sizes: np.ndarray
     scanner: Scanner
-    _rows: tuple[list[int], list[int], list[int], list[int], list[int]] | None = field(
-        default=None, repr=False, compare=False)
+    _view: _core._MatchView | None = field(default=None, repr=False, compare=False)
 
-    def _convert(self) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
-        # one conversion for the whole batch: per-message numpy calls cost ~µs each
-        if self._rows is None:
-            n = len(self.sizes)
-            self._rows = (np.searchsorted(self.msg, np.arange(n + 1)).tolist(),
-                          self.list_id.tolist(), self.term_id.tolist(),
-                          self.start.tolist(), self.end.tolist())
-        return self._rows
+    def _rows(self) -> _core._MatchView:
+        # one reader per batch (the Match objects are built in the core: ~0.1 us each)
+        if self._view is None:
+            self._view = self.scanner._mtable.view(self.msg, self.list_id, self.term_id,
+                                                   self.start, self.end, len(self.sizes))
+        return self._view
 
     def matches_for(self, i: int) -> list[Match]:
         """All matches of message i (encoded runs included, kind "encoded")."""
-        bounds, li, ti, st, en = self._convert()
-        if not 0 <= i < len(bounds) - 1:
-            return []
-        a, b = bounds[i], bounds[i + 1]
-        if a == b:
-            return []  # the common case in clean traffic: nothing to build
-        pref = self.scanner._prefix
-        return [_tuple_new(Match, (*pref[li[k]][ti[k]], st[k], en[k])) for k in range(a, b)]
+        return self._rows().for_message(i)
 
     def matches_by_message(self) -> list[list[Match]]:
-        """``[matches_for(i) for i in range(n)]`` in one pass (about half the cost when
-        most messages have matches: one comprehension over the batch instead of a call
-        per message); messages without matches get an empty list."""
-        bounds, li, ti, st, en = self._convert()
-        pref = self.scanner._prefix
-        every = [_tuple_new(Match, (*pref[lk][tk], sk, ek))
-                 for lk, tk, sk, ek in zip(li, ti, st, en, strict=True)]
-        return [every[a:b] if a != b else [] for a, b in pairwise(bounds)]
+        """``[matches_for(i) for i in range(n)]`` in one pass over the rows; messages
+        without matches get an empty list (a new one each)."""
+        return self._rows().by_message()
 
     def message_bounds(self) -> np.ndarray:
         """Row range of every message: its rows are ``[bounds[i], bounds[i + 1])`` of the
@@ -193,6 +177,7 @@ class Scanner:
             [(tl.name, "pattern" if tl.kind == "pattern" else "dirty", t) for t in names]
             for tl, names in zip(self.lists, self._terms, strict=True)
         ] + [[("", "encoded", name) for name in ENCODED_NAMES]]
+        self._mtable = _core.MatchTable(Match, self._prefix)
         self._code_list_py = self._code_list.tolist()
         self._kind_of_list = np.array(
             [1 if tl.kind == "pattern" else 0 for tl in self.lists] or [0], dtype=np.uint8)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -68,3 +69,38 @@ def test_messages_without_matches_get_fresh_empty_lists() -> None:
     per[0].append("x")  # a caller's list is its own
     assert res.matches_by_message()[0] == [] and res.matches_for(0) == []
     assert res.matches_for(7) == [] and res.matches_for(-1) == []
+
+
+def test_match_objects_built_in_the_core() -> None:
+    """Matches built by the core are ordinary Match tuples: equal to ones built in Python,
+    sharing the scanner's strings, off the GC's lists (they cannot form cycles), and a
+    row naming a term the scanner does not have is an error, never a wrong Match."""
+    import gc
+    import sys
+
+    from guard.scanner import Match
+
+    body = b"NOFORN and blue heron, 123-45-6789"
+    res = SCANNER.scan_batch(body, np.array([0, len(body)], dtype=np.int64))
+    got = res.matches_for(0)
+    assert got == [Match("d", "dirty", "NOFORN", 0, 6), Match("d", "dirty", "blue heron", 11, 21),
+                   Match("p", "pattern", "ssn", 23, 34)]
+    assert all(type(m) is Match and not gc.is_tracked(m) for m in got)
+    assert got[0].term is SCANNER._prefix[0][0][2]
+    term = got[0].term
+    refs = sys.getrefcount(term)
+    again = res.matches_by_message()[0]
+    with_again = sys.getrefcount(term)
+    del again
+    after = sys.getrefcount(term)
+    assert (with_again, after) == (refs + 1, refs)  # one reference per Match, none leaked
+    table = SCANNER._mtable
+    assert table.rows([0, -1], [1, 1], [5, 7], [9, 11]) == [
+        Match("d", "dirty", "blue heron", 5, 9), Match("", "encoded", "hex", 7, 11)]
+    for li, ti in ((0, 99), (3, 0), (-2, 0), (-1, 2), (1, -1)):
+        with pytest.raises(IndexError):
+            table.rows([li], [ti], [0], [1])
+    with pytest.raises(ValueError):
+        table.view(np.array([1, 0], np.int32), [0, 0], [0, 0], [0, 0], [1, 1], 2)
+    with pytest.raises(TypeError):
+        _core.MatchTable(tuple, SCANNER._prefix)
