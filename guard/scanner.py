@@ -333,7 +333,9 @@ class Scanner:
                 sub = list(zip(rkind[sel].tolist(), rstart[sel].tolist(), rend[sel].tolist(),
                                strict=True))
                 extra += [(i, *r) for r in self._inspect_runs(bytes(body), sub, 0)]
-        for i in np.flatnonzero(slow).tolist():
+        # (slow.any() first: flatnonzero costs ~4 us of Python-level numpy per call even
+        # when empty, and the daemon decides many batches of one message)
+        for i in (np.flatnonzero(slow).tolist() if slow.any() else ()):
             body = bytes(buf[offsets[i]:offsets[i + 1]])
             rows, fl = self._scan_rows(body, 0)
             flags[i] |= fl
@@ -356,14 +358,16 @@ class Scanner:
         else:
             # the common case: every row came from the core, already in message order
             list_id, term_id = parts_list[0], parts_term[0]
-        if len(list_id) and list_id.min() >= 0:
+        if not len(list_id):
+            kind = np.zeros(0, dtype=np.uint8)
+        elif list_id.min() >= 0:
             kind = self._kind_of_list[list_id]
         else:
             kind = np.full(len(list_id), 2, dtype=np.uint8)
             pos = list_id >= 0
             kind[pos] = self._kind_of_list[list_id[pos]]
         return BatchResult(msg, list_id, term_id, start, end, kind, flags,
-                           np.diff(offsets), self)
+                           offsets[1:] - offsets[:-1], self)
 
 
 
