@@ -5,9 +5,10 @@
 # plain-text report: a banner line, lines that each start with a portion mark "(...)" at
 # column 0, optional tearline sections (a tearline, the section's banner, its portion
 # lines, optionally the section banner again), then the first banner again as the last
-# line; only ASCII text, no control byte, no carriage return outside a CRLF line end. For
-# those it records the banner spans and one row per line. Everything else (blank or
-# unmarked lines, JSON, non-ASCII, bad bytes, invalid marks or banners...) is marked
+# line; only UTF-8 text (ASCII or well formed, without the characters parse_message
+# refuses), no control byte, no carriage return outside a CRLF line end. For those it
+# records the banner spans and one row per line (byte offsets). Everything else (blank
+# or unmarked lines, JSON, bad bytes, invalid marks or banners...) is marked
 # SLOW: the Python parsers then decide it and explain every problem. The rules are the
 # ones of guard/messages.py parse_text on this shape (mark = the bytes between the '(' and
 # the first ')' in the next 513 bytes of the line; line ends exclude a '\r' before '\n').
@@ -39,11 +40,47 @@ cdef extern from *:
     #if defined(__SSE2__)
     #include <emmintrin.h>
     #endif
+    /* Length of the UTF-8 sequence at b[k] (lead byte >= 0x80) when it is well formed
+       as Python's strict decoder reads it (no overlong form, no surrogate, at most
+       U+10FFFF) and is not a character parse_message refuses or a C1 control; else 0.
+       Refused (guard/messages.py _DECEPTIVE): U+0085 and every C1 control (C2 80..9F),
+       U+2028..U+202E (E2 80 A8..AE), U+2066..U+2069 (E2 81 A6..A9), U+FEFF (EF BB BF). */
+    static Py_ssize_t msgidx_c_utf8(const unsigned char *b, Py_ssize_t k, Py_ssize_t n) {
+        unsigned char c = b[k], c1, lo = 0x80, hi = 0xBF;
+        if (c < 0xC2 || c > 0xF4) return 0;          /* continuation, overlong, > U+10FFFF */
+        if (k + 1 >= n) return 0;
+        c1 = b[k + 1];
+        if (c < 0xE0) {
+            /* C2 80..9F: C1 controls (NEL among them) */
+            return (c1 >= (c == 0xC2 ? 0xA0 : 0x80) && c1 <= 0xBF) ? 2 : 0;
+        }
+        if (c == 0xE0) lo = 0xA0;                     /* overlong */
+        else if (c == 0xED) hi = 0x9F;                /* surrogates */
+        else if (c == 0xF0) lo = 0x90;                /* overlong */
+        else if (c == 0xF4) hi = 0x8F;                /* > U+10FFFF */
+        if (c1 < lo || c1 > hi) return 0;
+        if (c < 0xF0) {
+            unsigned char c2;
+            if (k + 2 >= n) return 0;
+            c2 = b[k + 2];
+            if (c2 < 0x80 || c2 > 0xBF) return 0;
+            if (c == 0xE2 && ((c1 == 0x80 && c2 >= 0xA8 && c2 <= 0xAE)
+                              || (c1 == 0x81 && c2 >= 0xA6 && c2 <= 0xA9))) return 0;
+            if (c == 0xEF && c1 == 0xBB && c2 == 0xBF) return 0;
+            return 3;
+        }
+        if (k + 3 >= n) return 0;
+        if (b[k + 2] < 0x80 || b[k + 2] > 0xBF || b[k + 3] < 0x80 || b[k + 3] > 0xBF) return 0;
+        return 4;
+    }
+
     /* 1 when b[:n] holds a byte no simple report carries: < 0x20 other than tab, LF
-       and a CR right before LF; 0x7f; >= 0x80. Sixteen bytes per step with SSE2
-       (signed compare: bytes >= 0x80 are negative, so "< 0x20" catches them too). */
+       and a CR right before LF; 0x7f; bytes >= 0x80 that are not part of a well-formed
+       UTF-8 sequence msgidx_c_utf8 accepts. Sixteen bytes per step with SSE2 (signed
+       compare: bytes >= 0x80 are negative, so "< 0x20" flags them too; each flagged
+       byte is then looked at alone, "done" skipping a sequence's continuation bytes). */
     static int msgidx_c_bad(const unsigned char *b, Py_ssize_t n) {
-        Py_ssize_t i = 0;
+        Py_ssize_t i = 0, done = 0, L;
     #if defined(__SSE2__)
         const __m128i c20 = _mm_set1_epi8(0x20), c7f = _mm_set1_epi8(0x7f);
         const __m128i nl = _mm_set1_epi8(10), tab = _mm_set1_epi8(9);
@@ -55,11 +92,17 @@ cdef extern from *:
             unsigned int m = (unsigned int)_mm_movemask_epi8(bad);
             while (m) {
                 Py_ssize_t k = i + __builtin_ctz(m);
-                if (!(b[k] == 13 && k + 1 < n && b[k + 1] == 10)) return 1;
                 m &= m - 1;
+                if (k < done) continue;               /* inside an accepted sequence */
+                if (b[k] == 13 && k + 1 < n && b[k + 1] == 10) continue;
+                if (b[k] < 0x80) return 1;
+                L = msgidx_c_utf8(b, k, n);
+                if (!L) return 1;
+                done = k + L;
             }
         }
     #endif
+        if (i < done) i = done;
         for (; i < n; i++) {
             unsigned char c = b[i];
             if (c < 0x20) {
@@ -67,7 +110,12 @@ cdef extern from *:
                 if (c == 13 && i + 1 < n && b[i + 1] == 10) continue;
                 return 1;
             }
-            if (c >= 0x7f) return 1;
+            if (c == 0x7f) return 1;
+            if (c > 0x7f) {
+                L = msgidx_c_utf8(b, i, n);
+                if (!L) return 1;
+                i += L - 1;
+            }
         }
         return 0;
     }
@@ -160,7 +208,9 @@ cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t max_port
     cdef const void *hit
     if n < 5:
         return 1
-    # bytes: ASCII, no control byte but \t \n, \r only before \n (msgidx_c_bad)
+    # bytes: well-formed UTF-8 without refused characters, no control byte but \t \n,
+    # \r only before \n (msgidx_c_bad). The shape's bytes ('(', ')', '-', blanks, line
+    # ends) are ASCII, never part of a multi-byte character: offsets stay byte offsets
     if msgidx_c_bad(buf, n):
         return 1
     hit = memchr(buf, b'\n', n)
@@ -1128,34 +1178,78 @@ cdef class MsgIdxRows:
     def split(self, Py_ssize_t k, bytes withheld, list why, object cls):
         """The portions of message k split by mark id: ``withheld[id]`` (a byte) is
         nonzero for the mark ids whose portions may not go, and ``why[id]`` then holds
-        their ``(rule, message)`` pairs. Returns ``(findings, lines, pids, kept)``:
-        ``cls(rule, message, line start, line end)`` for each pair of each withheld
-        portion, in order; every portion's line span and mark id; the indices of the
-        portions not withheld."""
-        cdef Py_ssize_t lo, hi, j, p = 0, nw = len(withheld)
+        their ``(rule, message)`` pairs. Returns ``(findings, kept)``: ``cls(rule,
+        message, line start, line end)`` for each pair of each withheld portion, in
+        order; the indices of the portions not withheld (``spans`` gives the lines of
+        those a decision keeps: a blocked message needs none)."""
+        cdef Py_ssize_t lo, hi, j, p = 0, nw = len(withheld), nwhy = len(why)
         cdef const unsigned char *w = <const unsigned char *>PyBytes_AS_STRING(withheld)
         cdef int i
+        cdef tuple pairs, pair
+        cdef object so, eo
         cdef SlotMaker mk = _msgidx_maker(cls, _FINDING_FIELDS)
         if k < 0 or k + 1 >= self.rowstart.shape[0]:
             raise IndexError("message index out of range")
         lo = self.rowstart[k]
         hi = self.rowstart[k + 1]
         findings = []
-        lines = []
-        pids = []
         kept = []
         for j in range(lo, hi):
             if self.rows[j, 3] != 0:
                 continue
             i = self.ids[j]
-            if i < 0 or i >= nw or i >= len(why):
+            if i < 0 or i >= nw or i >= nwhy:
                 raise ValueError("MsgIdxRows.split: a portion's mark id is not judged")
-            lines.append((self.rows[j, 0], self.rows[j, 2]))
-            pids.append(i)
             if w[i]:
-                for rule, message in why[i]:
-                    findings.append(mk.new4(rule, message, self.rows[j, 0], self.rows[j, 2]))
+                pairs = <tuple?>why[i]
+                if pairs:
+                    so = self.rows[j, 0]   # one int object per span, shared by its findings
+                    eo = self.rows[j, 2]
+                    for pair in pairs:
+                        findings.append(mk.new4(pair[0], pair[1], so, eo))
             else:
                 kept.append(p)
             p += 1
-        return findings, lines, pids, kept
+        return findings, kept
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def spans(self, Py_ssize_t k, list keep):
+        """For the portions of message k at the indices ``keep`` (in that order): their
+        line spans ``(start, end)`` and the bit set ``OR(1 << mark id)``."""
+        cdef Py_ssize_t lo, hi, j, p, n = 0, q
+        cdef Py_ssize_t *at
+        cdef uint64_t small = 0
+        cdef bint wide = False
+        cdef int i
+        if k < 0 or k + 1 >= self.rowstart.shape[0]:
+            raise IndexError("message index out of range")
+        lo = self.rowstart[k]
+        hi = self.rowstart[k + 1]
+        at = <Py_ssize_t *>calloc(hi - lo + 1, sizeof(Py_ssize_t))
+        if at == NULL:
+            raise MemoryError()
+        try:
+            for j in range(lo, hi):       # portion index -> row
+                if self.rows[j, 3] == 0:
+                    at[n] = j
+                    n += 1
+            lines = []
+            big = 0
+            for q in keep:
+                p = q
+                if p < 0 or p >= n:
+                    raise IndexError("MsgIdxRows.spans: no such portion")
+                j = at[p]
+                lines.append((self.rows[j, 0], self.rows[j, 2]))
+                i = self.ids[j]
+                if i < 0:
+                    raise ValueError("MsgIdxRows.spans: a kept portion has no valid mark")
+                if i < 64:
+                    small |= (<uint64_t>1) << i
+                else:
+                    wide = True
+                    big |= 1 << i
+        finally:
+            free(at)
+        return lines, (big | small) if wide else small

@@ -24,10 +24,11 @@ Any other indexed message (a false banner, matches the decision acts on) is deci
 ``DecideStage.run_indexed``: the steps of ``run`` on the index's rows and the per-mark
 tables, its output written by ``redact.build_text``, still without a ``Message``. A
 message whose only fault is invalid portion marks is blocked from the index with the
-parser's findings. Every other message (JSON, non-ASCII, malformed, or a lane indicator
-in a portion) takes the per-message path (``Stage.run``), which explains what it finds;
-tests/test_decide_fastpath.py and tests/test_decide_batchpaths.py check that the paths
-decide identically. The cyclic garbage collector is paused while batches run.
+parser's findings. Every other message (JSON, bad or display-changing UTF-8, a non-ASCII
+banner, malformed, or a lane indicator in a portion) takes the per-message path
+(``Stage.run``), which explains what it finds; tests/test_decide_fastpath.py and
+tests/test_decide_batchpaths.py check that the paths decide identically. The cyclic
+garbage collector is paused while batches run.
 
 Verdicts: ``release`` (the input leaves unchanged), ``redact`` (non-releasable portions,
 PII or matched terms removed, banners recomputed, or a tearline section released on its
@@ -460,8 +461,10 @@ class DecideStage(Stage):
         pol = self.policy
         secs = ix.sections[k] if ix.sections else None
         flags, why = self._withheld_tables(ix)
-        # per portion: line span, mark id; the findings of the withheld ones; the others
-        findings, lines, pids, kept = ix.row_index.split(k, flags, why, Finding)
+        # the findings of the withheld portions; the indices of the others (line spans
+        # are taken only for the portions a redaction keeps)
+        rows = ix.row_index
+        findings, kept = rows.split(k, flags, why, Finding)
         if not findings:
             return False
         keep: list[int] | None = None
@@ -469,29 +472,28 @@ class DecideStage(Stage):
         if pol.tearline_release and tear:
             best = max(tear, key=lambda sec: len(sec[4]))
             keep = best[4]
-            findings.append(Finding("tearline-release", "only the releasable tearline "
-                                    "section is released, on its own; the rest of the "
-                                    "report is withheld", *best[2]))
+            findings.append(_finding("tearline-release", "only the releasable tearline "
+                                     "section is released, on its own; the rest of the "
+                                     "report is withheld", *best[2]))
         elif pol.portion_release:
             if kept and secs:
                 return False  # portions kept in several sections: run writes them
             if kept:
                 keep = kept
             else:
-                ctx.block([Finding("nothing-releasable", "no portion of the message may "
-                                   "be released to the destination", 0, len(ctx.data)),
-                           *findings])
+                findings.insert(0, _finding("nothing-releasable", "no portion of the "
+                                            "message may be released to the destination",
+                                            0, len(ctx.data)))
+                ctx.block(findings)
                 return True
         else:
-            ctx.block([Finding("partial-release-disallowed", "some portions may not be "
-                               "released and the policy does not allow releasing part "
-                               "of a message", 0, len(ctx.data)), *findings])
+            findings.insert(0, _finding("partial-release-disallowed", "some portions may not "
+                                        "be released and the policy does not allow "
+                                        "releasing part of a message", 0, len(ctx.data)))
+            ctx.block(findings)
             return True
-        kept_mask = 0
-        for p in keep:
-            kept_mask |= 1 << pids[p]
         ctx.findings = findings
-        ctx.keep = ([lines[p] for p in keep], kept_mask)
+        ctx.keep = rows.spans(k, keep)  # (kept lines, bit set of their mark ids)
         ctx.rewrite = True
         return True
 

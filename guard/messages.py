@@ -423,12 +423,19 @@ class MarkIndex:
         m = self._parse(raw)
         if m is None:
             return -1
-        self.texts.append(raw.decode("ascii"))
+        # raw lies between ASCII '(' and ')' of a message the index found well-formed
+        # UTF-8: it decodes (the owner's parser saw the same text)
+        self.texts.append(raw.decode("utf-8"))
         self.markings.append(m)
         return len(self.texts) - 1
 
     def banner_miss(self, raw: bytes) -> int:
-        """Parse a banner not seen before; its new id, or -1 when it is not valid."""
+        """Parse a banner not seen before; its new id, or -1 when it is not valid.
+
+        A banner with a non-ASCII byte is -1 here: its message goes to the parser, which
+        strips Unicode white space (``str.strip``) where the index strips ASCII blanks."""
+        if not raw.isascii():
+            return -1
         text = raw.decode("ascii")
         m = self._parse_banner(text)
         if m is None:
@@ -451,8 +458,9 @@ class MarkIndex:
 class BatchIndex:
     """Messages of a batch indexed in one pass of the Cython core (``_message.pxi``).
 
-    A message is ``fast(k)`` when it has the simple report shape (banner, ASCII portion
-    lines with valid marks at column 0, optional tearline sections each opened by a valid
+    A message is ``fast(k)`` when it has the simple report shape (UTF-8 text without the
+    characters ``parse_message`` refuses, an ASCII banner, portion lines with valid marks
+    at column 0, optional tearline sections each opened by a valid
     banner, the banner again); only then are its rows, mark ids, mark bit set
     (``masks[k]``) and ``sections[k]`` meaningful. Any other message must go through
     ``parse_message`` (or, in the re-check, its own parser).

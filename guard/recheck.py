@@ -53,7 +53,8 @@ from guard.terms import TermList
 
 __all__ = ["Prepared", "Rechecker", "build_lists"]
 
-_TEAR = re.compile(r"^[ \t]*-{3,}[ \t]*TEARLINE[ \t]*-{3,}[ \t]*$", re.IGNORECASE)
+# ASCII case folding only, as the first pass: "TEARL\u0130NE" (dotted capital I) is no tearline
+_TEAR = re.compile(r"^[ \t]*-{3,}[ \t]*TEARLINE[ \t]*-{3,}[ \t]*$", re.IGNORECASE | re.ASCII)
 RULE = "recheck-failed"
 # the only attributes a released JSON portion may carry (anything else could hide content)
 _PORTION_KEYS = frozenset({
@@ -127,7 +128,7 @@ class Rechecker:
         n = len(ix.texts)
         if done < n:
             for i in range(done, n):
-                if self._portion_problem(ix.texts[i].encode("ascii"), ix.markings[i], set()):
+                if self._portion_problem(ix.texts[i].encode("utf-8"), ix.markings[i], set()):
                     mask |= 1 << i
             self._bad = (ix.generation, n, mask)
         return mask

@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 
 from guard.decide import Pipeline, Stage, _Ctx
 from guard.domains.generators import CATEGORIES, FlowTarget, Generator, GeneratorConfig
-from guard.messages import BatchIndex, MarkIndex, parse_mark, portion_marking
+from guard.messages import (
+    _DECEPTIVE,
+    BatchIndex,
+    MarkIndex,
+    parse_mark,
+    parse_message,
+    portion_marking,
+)
 from guard.policy import load_policy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +73,32 @@ def test_generated_traffic_batch_equals_reference(name: str) -> None:
     assert {g[0] for g in got} >= {"block", "release"}  # the traffic is really mixed
 
 
+def test_non_ascii_evasions_take_the_index_and_decide_as_the_reference() -> None:
+    """The generator's evasions (homoglyphs, zero-width and full-width characters in the
+    text, a zero-width character in a mark) and its invalid UTF-8: the first pass and the
+    re-check index the well-formed UTF-8 ones, and every decision equals the reference."""
+    flow = FlowTarget("us-secret-to-fvey", "FVEY", 3, "t")
+    gen = Generator(flow, 11, REPO / "policies/terms/codewords.txt",
+                    GeneratorConfig(weights={"evasion": 3.0, "malformed": 1.0,
+                                             "clean-finished": 1.0},
+                                    sizes={512: 0.5, 4096: 0.5}))
+    msgs = [m.payload for m in gen.take(120)]
+    pipe = _pipe("us-secret-to-fvey")
+    ix = BatchIndex(msgs, MarkIndex(portion_marking, _banner), 10_000)
+    wide = [k for k, m in enumerate(msgs) if not m.isascii()]
+    assert sum(ix.fast(k) for k in wide) > len(wide) // 3          # really indexed
+    assert any(ix.status[k] == 2 for k in wide)                    # a look-alike in a mark
+    assert not all(ix.fast(k) or ix.status[k] == 2 for k in wide)  # bad UTF-8: the parser
+    got = [_key(d) for d in pipe.decide_batch(msgs)]
+    assert got == [_reference(pipe, m) for m in msgs]
+    # the evasions are all withheld: the re-check is given them as outputs directly
+    outs = [msgs[k] for k in wide]
+    rc = pipe.stages[-1].rechecker  # type: ignore[attr-defined]
+    assert sum(BatchIndex(outs, MarkIndex(portion_marking, _banner), 1 << 30,
+                          closing=False).fast_list) > len(outs) // 3
+    assert rc.check_batch(outs, [False] * len(outs)) == [rc.check(o) for o in outs]
+
+
 _GOOD = (b"SECRET//REL TO USA, FVEY\n(S//REL TO USA, FVEY) Naval units were seen in the "
          b"strait on 3 June, moving north.\n(U) Weather was clear.\n"
          b"SECRET//REL TO USA, FVEY\n")
@@ -94,6 +127,47 @@ def test_byte_pass_refuses_every_bad_byte_anywhere(at: int, byte: int, pad: int)
         assert not ix.fast(1)
     elif data == base:
         assert ix.fast(1)
+
+
+def _utf8_ok(data: bytes) -> bool:
+    """The model of the byte pass for non-ASCII bytes: well-formed UTF-8 (Python's strict
+    decoder), no character parse_message refuses, no C1 control (the index leaves those
+    to the parser)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not _DECEPTIVE.search(text) and not any(0x80 <= ord(c) <= 0x9F for c in text)
+
+
+# byte sequences around the edges of UTF-8: every lead byte class, bad and good
+# continuations, surrogates, overlongs, beyond U+10FFFF, the refused characters
+_EDGES = [bytes([b]) for b in (0x80, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0,
+                               0xF4, 0xF5, 0xFF)]
+_EDGES += [b"\xc2\x80", b"\xc2\x85", b"\xc2\x9f", b"\xc2\xa0", b"\xdf\xbf", b"\xe0\x9f\xbf",
+           b"\xe0\xa0\x80", b"\xed\x9f\xbf", b"\xed\xa0\x80", b"\xee\x80\x80",
+           b"\xe2\x80\xa7", b"\xe2\x80\xa8", b"\xe2\x80\xae", b"\xe2\x80\xaf", b"\xe2\x81\xa5",
+           b"\xe2\x81\xa6", b"\xe2\x81\xa9", b"\xe2\x81\xaa", b"\xef\xbb\xbf", b"\xef\xbb\xbe",
+           b"\xef\xbf\xbf", b"\xf0\x8f\xbf\xbf", b"\xf0\x90\x80\x80", b"\xf4\x8f\xbf\xbf",
+           b"\xf4\x90\x80\x80", b"\xe2\x80", b"\xf0\x9f\x98", b"\xf0\x9f\x98\x80"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, len(_GOOD) - 1), st.lists(st.sampled_from(_EDGES), min_size=1,
+                                                 max_size=3),
+       st.integers(0, 40), st.booleans())
+def test_byte_pass_reads_utf8_as_the_parser(at: int, pieces: list[bytes], pad: int,
+                                            cut: bool) -> None:
+    """Multi-byte sequences (well formed or not, refused or not) inserted at any offset
+    and straddling every position of a sixteen-byte step: the message is indexed exactly
+    when its bytes are UTF-8 the byte pass accepts and ``parse_message`` accepts it (an
+    insertion into a mark or a banner makes it invalid for both)."""
+    base = _GOOD.replace(b"strait", b"strait" + b"x" * pad)
+    at = min(at, len(base) - 1)
+    data = base[:at] + b"".join(pieces) + base[at + (1 if cut else 0):]
+    ix = BatchIndex([_GOOD, data], MarkIndex(portion_marking, _banner), 10_000)
+    assert ix.fast(0)
+    assert ix.fast(1) == (_utf8_ok(data) and parse_message(data).ok)
 
 
 def _banner(text: str):  # type: ignore[no-untyped-def]
@@ -131,7 +205,10 @@ _MAIN = {"rel": "(S//REL TO USA, FVEY) Convoy left port{w}.",
          "nf": "(S//NF) Convoy left port{w}.",
          "u": "(U) Weather was clear{w}."}
 _WORDS = {"": "", "pii": " near 123-45-6789", "code": " under KLONDIKE",
-          "usper": " with a US person", "lane": " as sea level rose"}
+          "usper": " with a US person", "lane": " as sea level rose",
+          # non-ASCII text: the index takes it too (evasions of a code word, plain UTF-8)
+          "glyph": " under KL\u041eNDIK\u0415 at the caf\u00e9",
+          "zw": " under KLON\u200bDIKE near \u6771\u4eac"}
 
 
 def _report(banner: str, main: list[tuple[str, str]],
@@ -197,3 +274,30 @@ def test_indexed_decisions_with_matches_equal_the_reference(
     assert {"block", "redact"} <= verdicts
     if not changes and name == "us-secret-to-fvey":
         assert {"quarantine", "release"} <= verdicts
+
+
+def test_row_split_and_spans_follow_the_rows() -> None:
+    """``MsgIdxRows.split`` / ``spans`` (the withheld-portion outcome's core helpers):
+    findings per withheld portion with its line span, kept indices, and the kept lines
+    and mark bit set in the order asked for; an index that is not a portion raises."""
+    from guard.findings import Finding
+
+    msg = (b"SECRET//NOFORN\n(S//NF) a\n(U) b\n(S//REL TO USA, FVEY) c\n(S//NF) d\n"
+           b"SECRET//NOFORN\n")
+    ix = BatchIndex([msg], MarkIndex(portion_marking, _banner), 100)
+    assert ix.fast(0)
+    rows, texts = ix.row_index, ix.texts
+    held = bytes(1 if t == "S//NF" else 0 for t in texts)
+    why = [(("not-releasable", f"no {t}"),) if t == "S//NF" else () for t in texts]
+    findings, kept = rows.split(0, held, why, Finding)
+    lines = [(s, e) for s, _me, e, kind in ix.rows[:4].tolist() if kind == 0]
+    assert findings == [Finding("not-releasable", "no S//NF", *lines[0]),
+                        Finding("not-releasable", "no S//NF", *lines[3])]
+    assert kept == [1, 2]
+    ids = ix.ids[:4].tolist()
+    got, mask = rows.spans(0, [2, 1])
+    assert got == [lines[2], lines[1]] and mask == (1 << ids[1]) | (1 << ids[2])
+    with pytest.raises(IndexError):
+        rows.spans(0, [4])
+    with pytest.raises(ValueError):
+        rows.split(0, held[:1], why, Finding)  # a mark id that was not judged

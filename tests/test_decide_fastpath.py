@@ -5,8 +5,9 @@ without building a ``Message`` (and re-checks simple outputs on the index). The 
 runs every stage's per-message ``run`` (``Stage.run_batch`` of the base class: the Python
 parser, the full decide, ``build_output`` and ``Rechecker.check``). For generated messages
 (valid and broken, LF and CRLF, tearlines, closing banners, blank lines, dirty terms and
-PII), both must give the same verdict, findings, output, banner and lanes; the index must
-rebuild the very ``Message`` the parser gives; ``check_batch`` must equal ``check``.
+PII, non-ASCII text, look-alike characters in marks and banners), both must give the
+same verdict, findings, output, banner and lanes; the index must rebuild the very
+``Message`` the parser gives; ``check_batch`` must equal ``check``.
 """
 
 from __future__ import annotations
@@ -27,12 +28,22 @@ NAMES = ["us-secret-to-gbr", "us-secret-to-fvey", "us-secret-to-public",
          "us-secret-to-fvey-yesforn"]
 GOOD = ["U", "C", "S", "S//NF", "S//REL TO USA, FVEY", "S//REL TO USA, GBR",
         "C//REL TO USA, FVEY", "TS//SI//NF", "S//OC/NF", "U//FOUO", "S//REL TO USA, GBR, JPN"]
-BAD = ["SECRET", "X//Y", "s//nf", "", "S//REL"]
+# non-ASCII look-alikes in marks and banners (Cyrillic, zero-width, no-break space) must
+# be judged exactly as the parser judges them
+BAD = ["SECRET", "X//Y", "s//nf", "", "S//REL", "\u0421//REL TO USA, FVEY", "S//N\u200bF",
+       "S//NF\u00a0", "\u0405//NF"]
 BANNERS = ["SECRET//REL TO USA, FVEY", "SECRET//NOFORN", "SECRET", "UNCLASSIFIED",
-           "NOT A BANNER", "(S) mark"]
+           "NOT A BANNER", "(S) mark", "SECRET\u00a0", "S\u0415CRET//NOFORN",
+           "\u3000SECRET//NOFORN"]
+# non-ASCII body text: accented, CJK, emoji, evasions of a term (homoglyph, zero-width,
+# full-width), and the characters parse_message refuses (bidi override, NEL, BOM, U+2028)
 WORDS = ["convoy", "port", "weather", "clear", "harbor", "DEEPWATER", "123-45-6789",
-         "secret", "analysts", "the", "climate", "osint", "rainfall", "drought"]
-TEAR = ["-------- TEARLINE --------", "--- tearline ---", "-- TEARLINE --", "----TEARLINE----"]
+         "secret", "analysts", "the", "climate", "osint", "rainfall", "drought",
+         "café", "東京", "\U0001f600", "D\u0415\u0415PWATER", "DEEP\u200bWATER",
+         "\uff24\uff25\uff25\uff30WATER", "a\u202eb", "a\x85b", "\ufeff", "x\u2028y",
+         "\u00a0", "\u0420ort"]
+TEAR = ["-------- TEARLINE --------", "--- tearline ---", "-- TEARLINE --", "----TEARLINE----",
+        "--- TEARL\u0130NE ---", "---\u00a0TEARLINE ---"]
 
 
 def _rolled(marks: list[str]) -> str:
@@ -140,12 +151,16 @@ def test_simple_shapes_take_the_index() -> None:
     """The common shapes are indexed (the fast path is really taken)."""
     msgs = [b"SECRET//REL TO USA, FVEY\n(S//REL TO USA, FVEY) a\n(U) b\nSECRET//REL TO USA, FVEY\n",
             b"SECRET//NOFORN\r\n(S//NF) a\r\n(U) b\r\nSECRET//NOFORN\r\n",
-            b"SECRET\n(S) a\n---- TEARLINE ----\nUNCLASSIFIED\n(U) b\nUNCLASSIFIED\nSECRET"]
+            b"SECRET\n(S) a\n---- TEARLINE ----\nUNCLASSIFIED\n(U) b\nUNCLASSIFIED\nSECRET",
+            "SECRET\n(S) café Кл\u200bondike 東京 \U0001f600\nSECRET\n".encode()]
     ix = BatchIndex(msgs, MarkIndex(portion_marking, _banner), 100)
-    assert [ix.fast(k) for k in range(3)] == [True, True, True]
+    assert [ix.fast(k) for k in range(4)] == [True, True, True, True]
     bad = [b"SECRET\n(S) a\n\n(U) b\nSECRET\n", b"SECRET\nunmarked\nSECRET\n",
-           b"SECRET\n(S) caf\xc3\xa9\nSECRET\n", b"SECRET\n(S) a\x00\nSECRET\n",
-           b"SECRET\n(S) a\rb\nSECRET\n", b"SECRET\n(S) a\nSECRET//NOFORN\n"]
+           b"SECRET\n(S) caf\xc3\nSECRET\n", b"SECRET\n(S) a\x00\nSECRET\n",
+           b"SECRET\n(S) a\rb\nSECRET\n", b"SECRET\n(S) a\nSECRET//NOFORN\n",
+           "SECRET\n(S) a\u202eb\nSECRET\n".encode(), "SECRET\n(S) a\x85b\nSECRET\n".encode(),
+           "SECRET\u00a0\n(S) a\nSECRET\u00a0\n".encode(), b"SECRET\n(S) \xed\xa0\x80\nSECRET\n",
+           "SECRET\n(\u0421) a\nSECRET\n".encode()]
     ix = BatchIndex(bad, MarkIndex(portion_marking, _banner), 100)
     assert not any(ix.fast(k) for k in range(len(bad)))
 

@@ -119,3 +119,15 @@ def test_check_batch_judges_matches_like_check() -> None:
             [[f.to_dict() for f in x] for x in want]
         passed = [not x for x in got]
         assert passed == [True, allow, False, False, True, False, allow]
+
+
+@pytest.mark.parametrize("tear", ["--- TEARL\u0130NE ---", "--- tearl\u0131ne ---"])
+def test_non_ascii_tearline_look_alike_is_no_tearline(gbr: Rechecker, tear: str) -> None:
+    """Only ASCII case folding makes a tearline (as in the first pass): a look-alike line
+    is an unmarked line of the output, and the batch check agrees."""
+    out = _doc("(S//REL TO USA, GBR) a.", tear, "(U) b.", banner=GB)
+    ok = _doc("(S//REL TO USA, GBR) a.", "--- tearline ---", "UNCLASSIFIED", "(U) b.")
+    got = gbr.check(out)
+    assert any("not a portion-marked paragraph" in f.message for f in got)
+    assert not gbr.check(ok)
+    assert gbr.check_batch([out, ok], [False, False]) == [got, []]
