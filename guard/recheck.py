@@ -56,6 +56,12 @@ __all__ = ["Prepared", "Rechecker", "build_lists"]
 # ASCII case folding only, as the first pass: "TEARL\u0130NE" (dotted capital I) is no tearline
 _TEAR = re.compile(r"^[ \t]*-{3,}[ \t]*TEARLINE[ \t]*-{3,}[ \t]*$", re.IGNORECASE | re.ASCII)
 RULE = "recheck-failed"
+# What no released report may carry (the re-check's own copy of the rule, so that it is at
+# least as strict as the first pass): C0 controls other than tab/LF/CR and DEL, a CR that
+# does not end a line, and characters that make text display other than it reads (bidi
+# overrides and isolates, BOM, Unicode line/paragraph separators, NEL).
+_UNSHOWABLE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
+_MISLEADING = re.compile("[\u202a-\u202e\u2066-\u2069\ufeff\u2028\u2029\u0085]")
 # the only attributes a released JSON portion may carry (anything else could hide content)
 _PORTION_KEYS = frozenset({
     "text", "classification", "ownerProducer", "releasableTo", "disseminationControls",
@@ -237,6 +243,24 @@ class Rechecker:
             self._pmarks[raw] = got
         return got  # type: ignore[return-value]
 
+    @staticmethod
+    def _hidden(text: bytes) -> Finding | None:
+        """A finding when the output carries a byte or character that hides or reorders
+        text on display (the first pass refuses such input, so released bytes never
+        legitimately carry one)."""
+        m = _UNSHOWABLE.search(text)
+        if m is not None:
+            return Finding(RULE, f"the output contains control byte 0x{text[m.start()]:02x}",
+                           m.start(), m.start() + 1)
+        if text.isascii():
+            return None
+        d = _MISLEADING.search(text.decode("utf-8", "replace"))
+        if d is None:
+            return None
+        at = len(text.decode("utf-8", "replace")[: d.start()].encode("utf-8"))
+        return Finding(RULE, f"the output contains U+{ord(d.group()):04X}, which changes how "
+                       "text is displayed", at, at + len(d.group().encode("utf-8")))
+
     def prepare(self, output: bytes) -> Prepared:
         """Parse the released bytes (plain text or JSON) with this module's own parser."""
         if not output.isascii():
@@ -252,6 +276,9 @@ class Rechecker:
             except (ValueError, TypeError, KeyError, RecursionError) as exc:
                 return Prepared(output, [Finding(RULE, f"the JSON output is not valid: {exc}",
                                                  0, len(output))])
+        hidden = self._hidden(text)
+        if hidden is not None:
+            return Prepared(text, [hidden])
         fast = self._fast(text)
         if fast is not None:
             return fast

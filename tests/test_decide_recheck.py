@@ -49,6 +49,13 @@ BAD = [
     ("json-hidden-key", json.dumps({**GOOD_JSON, "portions": [
         {**GOOD_JSON["portions"][0], "note": "hidden"}]}).encode(), "portion keys"),
     ("empty-tearline", _doc("(S//REL TO USA, GBR) a.", "---- TEARLINE ----"), "tearline"),
+    # display tricks the first pass refuses on input: the re-check refuses them on output
+    ("control-byte", _doc("(S//REL TO USA, GBR) a\x1b[8m hidden."), "control byte 0x1b"),
+    ("bare-cr", _doc("(S//REL TO USA, GBR) a.\r(S//NF) b."), "control byte 0x0d"),
+    ("bidi-override", _doc("(S//REL TO USA, GBR) a \u202eNF//S\u202c."), "U+202E"),
+    ("line-separator", _doc("(S//REL TO USA, GBR) a.\u2028(S//NF) b."), "U+2028"),
+    ("json-control", json.dumps({**GOOD_JSON, "portions": [
+        {**GOOD_JSON["portions"][0], "text": "a\u0007b"}]}).encode(), "control byte 0x07"),
 ]
 
 
