@@ -46,7 +46,7 @@ import queue
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -388,6 +388,65 @@ class _Rows:
             if not any(a <= s and e <= b for a, b in spans):
                 return True
         return False
+
+
+def _choose_sections(pol: Policy, secs: Sequence[tuple[Sequence[int], bool, tuple[int, int]]],
+                     withheld: Container[int], size: int, findings: list[Finding],
+                     blockf: list[Finding]) -> list[list[int]]:
+    """Step 4 of a decision once some portions are withheld: the sections that would leave.
+
+    ``secs`` holds, per section in order, its portion indices, whether it is a tearline
+    section and its banner's span; one releasable tearline section goes alone when the
+    policy allows it, otherwise every portion not withheld (portion release) or nothing.
+    Shared by ``DecideStage.run`` and ``run_indexed`` so that both decide alike."""
+    tear = [s for s in secs if s[1] and not any(i in withheld for i in s[0])]
+    if pol.tearline_release and tear:
+        best = max(tear, key=lambda s: len(s[0]))
+        findings.append(Finding("tearline-release", "only the releasable tearline section "
+                                "is released, on its own; the rest of the report is withheld",
+                                *best[2]))
+        return [list(best[0])]
+    if pol.portion_release:
+        sections = [[i for i in s[0] if i not in withheld] for s in secs]
+        if not any(sections):
+            blockf.append(Finding("nothing-releasable", "no portion of the message may be "
+                                  "released to the destination", 0, size))
+        return sections
+    blockf.append(Finding("partial-release-disallowed", "some portions may not be released "
+                          "and the policy does not allow releasing part of a message", 0, size))
+    return []
+
+
+def _term_actions(hits: Sequence[tuple[int, TermListSpec, Match]], kept: Container[int],
+                  bounds: Callable[[int], tuple[int, int]], findings: list[Finding],
+                  blockf: list[Finding], quarf: list[Finding]) -> dict[int, list[tuple[int, int]]]:
+    """Step 5 of a decision: each term match's action (block, quarantine, or a cut inside
+    a released portion, whose text lies between ``bounds(i)`` = (end of mark, end));
+    returns the cuts per portion. Shared by ``DecideStage.run`` and ``run_indexed``."""
+    cuts: dict[int, list[tuple[int, int]]] = {}
+    for i, spec, mt in hits:
+        released = i in kept
+        if spec.scope == "released" and not released:
+            continue
+        what = (f"pattern '{mt.term}'" if mt.kind == "pattern" else
+                "an encoded run the guard cannot inspect" if mt.kind == "encoded" else
+                f"a term of list '{spec.name}'")
+        if spec.action == "block":
+            blockf.append(Finding(spec.rule, f"{what} was found; the policy blocks the "
+                                  "message", mt.start, mt.end))
+        elif spec.action == "quarantine":
+            quarf.append(Finding(spec.rule, f"{what} was found; the message needs human "
+                                 "review", mt.start, mt.end))
+        elif released:
+            mark_end, end = bounds(i)
+            s, e = max(mt.start, mark_end), min(mt.end, end)
+            if s >= e:
+                blockf.append(Finding(spec.rule, f"{what} cannot be cut out cleanly",
+                                      mt.start, mt.end))
+                continue
+            cuts.setdefault(i, []).append((s, e))
+            findings.append(Finding(spec.rule, f"{what} was redacted", mt.start, mt.end))
+    return cuts
 
 
 class DecideStage(Stage):
@@ -784,49 +843,15 @@ class DecideStage(Stage):
             for i in withheld:
                 s, e = starts[i], ends[i]
                 findings += [mk(r, t, s, e) for r, t in why[pids[i]]]
-            wset = set(withheld)
-            tear = [x for x in range(1, nsec) if not any(i in wset for i in by_sec[x])]
-            if pol.tearline_release and tear:
-                best = max(tear, key=lambda x: len(by_sec[x]))
-                sections = [list(by_sec[best])]
-                findings.append(Finding("tearline-release", "only the releasable tearline "
-                                        "section is released, on its own; the rest of the "
-                                        "report is withheld", *secs[best - 1][2]))
-            elif pol.portion_release:
-                sections = [[i for i in s if i not in wset] for s in by_sec]
-                if not any(sections):
-                    blockf.append(Finding("nothing-releasable", "no portion of the message may "
-                                          "be released to the destination", 0, len(ctx.data)))
-            else:
-                sections = []
-                blockf.append(Finding("partial-release-disallowed", "some portions may not be "
-                                      "released and the policy does not allow releasing part "
-                                      "of a message", 0, len(ctx.data)))
+            shape = [(by_sec[0], False, (0, 0)),
+                     *((by_sec[x], True, secs[x - 1][2]) for x in range(1, nsec))]
+            sections = _choose_sections(pol, shape, set(withheld), len(ctx.data), findings,
+                                        blockf)
         kept = {i for s in sections for i in s}
 
         # 5. term actions
-        cuts: dict[int, list[tuple[int, int]]] = {}
-        for i, spec, mt in hits:
-            released = i in kept
-            if spec.scope == "released" and not released:
-                continue
-            what = (f"pattern '{mt.term}'" if mt.kind == "pattern" else
-                    "an encoded run the guard cannot inspect" if mt.kind == "encoded" else
-                    f"a term of list '{spec.name}'")
-            if spec.action == "block":
-                blockf.append(Finding(spec.rule, f"{what} was found; the policy blocks the "
-                                      "message", mt.start, mt.end))
-            elif spec.action == "quarantine":
-                quarf.append(Finding(spec.rule, f"{what} was found; the message needs human "
-                                     "review", mt.start, mt.end))
-            elif released:
-                s, e = max(mt.start, mark_ends[i]), min(mt.end, ends[i])
-                if s >= e:
-                    blockf.append(Finding(spec.rule, f"{what} cannot be cut out cleanly",
-                                          mt.start, mt.end))
-                    continue
-                cuts.setdefault(i, []).append((s, e))
-                findings.append(Finding(spec.rule, f"{what} was redacted", mt.start, mt.end))
+        cuts = _term_actions(hits, kept, lambda i: (mark_ends[i], ends[i]), findings, blockf,
+                             quarf)
 
         # 6. verdict (no lane matched: no lanes, no automatic release)
         if blockf:
@@ -928,50 +953,13 @@ class DecideStage(Stage):
                 else:
                     findings += [Finding(r, f"portion withheld: {t}", p.start, p.end)
                                  for r, t in withheld[i]]
-            tear = [s for s in msg.sections
-                    if s.tearline and not any(i in withheld for i in s.portions)]
-            if pol.tearline_release and tear:
-                best = max(tear, key=lambda s: len(s.portions))
-                sections = [list(best.portions)]
-                findings.append(Finding("tearline-release", "only the releasable tearline "
-                                        "section is released, on its own; the rest of the "
-                                        "report is withheld", *best.banner_span))
-            elif pol.portion_release:
-                sections = [[i for i in s.portions if i not in withheld] for s in msg.sections]
-                if not any(sections):
-                    blockf.append(Finding("nothing-releasable", "no portion of the message may "
-                                          "be released to the destination", 0, len(msg.text)))
-            else:
-                sections = []
-                blockf.append(Finding("partial-release-disallowed", "some portions may not be "
-                                      "released and the policy does not allow releasing part "
-                                      "of a message", 0, len(msg.text)))
+            shape = [(sec.portions, sec.tearline, sec.banner_span) for sec in msg.sections]
+            sections = _choose_sections(pol, shape, withheld, len(msg.text), findings, blockf)
         kept = {i for s in sections for i in s}
 
         # 5. term actions
-        cuts: dict[int, list[tuple[int, int]]] = {}
-        for i, spec, mt in hits:
-            released = i in kept
-            if spec.scope == "released" and not released:
-                continue
-            what = (f"pattern '{mt.term}'" if mt.kind == "pattern" else
-                    "an encoded run the guard cannot inspect" if mt.kind == "encoded" else
-                    f"a term of list '{spec.name}'")
-            if spec.action == "block":
-                blockf.append(Finding(spec.rule, f"{what} was found; the policy blocks the "
-                                      "message", mt.start, mt.end))
-            elif spec.action == "quarantine":
-                quarf.append(Finding(spec.rule, f"{what} was found; the message needs human "
-                                     "review", mt.start, mt.end))
-            elif released:
-                p = portions[i]
-                s, e = max(mt.start, p.mark_end), min(mt.end, p.end)
-                if s >= e:
-                    blockf.append(Finding(spec.rule, f"{what} cannot be cut out cleanly",
-                                          mt.start, mt.end))
-                    continue
-                cuts.setdefault(i, []).append((s, e))
-                findings.append(Finding(spec.rule, f"{what} was redacted", mt.start, mt.end))
+        cuts = _term_actions(hits, kept, lambda i: (portions[i].mark_end, portions[i].end),
+                             findings, blockf, quarf)
 
         # 6. verdict
         if blockf:
