@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from guard._core import markings_fast_parse, markings_fast_setup
 from guard.markings import vocab
-from guard.markings.model import Compartment, Marking, _build, new_control
+from guard.markings.model import _build, new_compartment, new_control
 
 _REG = vocab.register()
 _BIT = {k: 1 << i for i, k in enumerate(_REG)}
@@ -92,10 +92,11 @@ markings_fast_setup({
     "sci_comp": _SCI_COMP, "sub_len": _SUB_LEN, "aea_base": _AEA_BASE, "cnwdi": _CNWDI,
     "rel_rank": _REL_RANK, "plain_rank": _PLAIN_RANK, "order": _ORDER,
     "frd_sigma": _FRD_SIGMA, "build": _build, "control": new_control,
-    "compartment": Compartment,
+    "compartment": new_compartment,
 })
 
 
-def fast_parse(text: str, kind: str) -> tuple[str, Marking] | None:
-    """(kind, marking) when ``text`` is a clean canonical valid US marking, else None."""
-    return markings_fast_parse(text, kind)
+# ``fast_parse(text, kind)``: (kind, marking) when ``text`` is a clean canonical valid US
+# marking, else None. The compiled function itself: a Python wrapper would add a frame
+# to every distinct parse.
+fast_parse = markings_fast_parse

@@ -7,7 +7,7 @@ banner and its portion-mark equivalent parse to equal markings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from guard.findings import Finding
@@ -101,10 +101,6 @@ class Marking:
         }
 
 
-_SETTERS: list[tuple[str, Any, Any]] = []  # (field, slot setter, default)
-_ORDERED: list[Any] = []  # slot setters in field order
-
-
 def marking_from_values(values: tuple[Any, ...]) -> Marking:
     """A ``Marking`` from every field's value, positionally in field order, built
     without the dataclass ``__init__``: the parse fast path makes one per distinct
@@ -118,23 +114,26 @@ def _build(*values: Any) -> Marking:  # replaced below by an unrolled version
     raise NotImplementedError
 
 
-def _unrolled_builder() -> Any:
-    """``_build(v0, ..., vN)``: one direct slot-setter call per field, no loop."""
-    names = [f"v{i}" for i in range(len(_ORDERED))]
-    body = "\n".join(f"    s{i}(m, v{i})" for i in range(len(_ORDERED)))
-    src = f"def _build({', '.join(names)}):\n    m = new(Marking)\n{body}\n    return m\n"
-    scope: dict[str, Any] = {"new": object.__new__, "Marking": Marking}
-    scope.update({f"s{i}": setter for i, setter in enumerate(_ORDERED)})
+def _unrolled_builder(cls: type) -> Any:
+    """``build(v0, ..., vN)`` for the frozen slotted dataclass ``cls``, no ``__init__``.
+
+    The fields are plain attribute stores on a mutable draft class with exactly
+    ``cls``'s slots (CPython specialises them to direct slot writes), then the object
+    becomes a ``cls`` by ``__class__`` assignment, which CPython allows only between
+    identical layouts (a mismatch raises, checked once at import). About 3x cheaper
+    than one slot-descriptor ``__set__`` call per field."""
+    names = [f.name for f in fields(cls)]
+    draft = type(f"_{cls.__name__}Draft", (), {"__slots__": tuple(names)})
+    args = ", ".join(f"v{i}" for i in range(len(names)))
+    body = "".join(f"    m.{n} = v{i}\n" for i, n in enumerate(names))
+    src = f"def build({args}):\n    m = new(Draft)\n{body}    m.__class__ = Final\n    return m\n"
+    scope: dict[str, Any] = {"new": object.__new__, "Draft": draft, "Final": cls}
     exec(src, scope)  # generated from the field list only, never from input
-    return scope["_build"]
-
-
-def new_control(name: str, compartments: tuple[Compartment, ...] = ()) -> Control:
-    """``Control(name, compartments)`` without the frozen ``__init__`` (fast path)."""
-    c = _new(Control)
-    _set_name(c, name)
-    _set_comps(c, compartments)
-    return c
+    build = scope["build"]
+    defaults = [f.default for f in fields(cls) if f.default is not MISSING]
+    build.__defaults__ = tuple(defaults) or None  # trailing fields, as in __init__
+    build(*[None] * len(names))  # a layout mismatch raises here, at import
+    return build
 
 
 @dataclass(slots=True)
@@ -166,9 +165,7 @@ class ParseResult:
         }
 
 
-_SETTERS.extend((f.name, getattr(Marking, f.name).__set__, f.default) for f in fields(Marking))
-_ORDERED.extend(setter for _, setter, _ in _SETTERS)
-_build = _unrolled_builder()  # the unrolled builder replaces the stub
-_new = object.__new__
-_set_name = Control.name.__set__  # type: ignore[attr-defined]
-_set_comps = Control.compartments.__set__  # type: ignore[attr-defined]
+_build = _unrolled_builder(Marking)  # the unrolled builder replaces the stub
+# ``Control(name, compartments=())`` and ``Compartment(name, subs=())`` for the fast path
+new_control = _unrolled_builder(Control)
+new_compartment = _unrolled_builder(Compartment)
