@@ -110,10 +110,6 @@ def marking_from_values(values: tuple[Any, ...]) -> Marking:
     return _build(*values)
 
 
-def _build(*values: Any) -> Marking:  # replaced below by an unrolled version
-    raise NotImplementedError
-
-
 def _unrolled_builder(cls: type) -> Any:
     """``build(v0, ..., vN)`` for the frozen slotted dataclass ``cls``, no ``__init__``.
 
@@ -165,7 +161,7 @@ class ParseResult:
         }
 
 
-_build = _unrolled_builder(Marking)  # the unrolled builder replaces the stub
+_build = _unrolled_builder(Marking)  # used by marking_from_values and the fast path
 # ``Control(name, compartments=())`` and ``Compartment(name, subs=())`` for the fast path
 new_control = _unrolled_builder(Control)
 new_compartment = _unrolled_builder(Compartment)
