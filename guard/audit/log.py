@@ -253,26 +253,32 @@ class AuditLog:
                 self._done_cond.wait(self._seal_after / 4)
             self._check_usable()
             first = self._seq
-            data, leaves = self._encoder.encode_packed(records, first, self._prev,
-                                                       fast=self.accel)
-            n = len(leaves) // 32
+            n = self._queue(records)
             if not n:
                 return []
-            self._prev = leaves[-32:]
-            self._seq = first + n
-            now = time.monotonic()
-            if not self._pending_n:
-                self._pending_t0 = now
-                self._cond.notify()  # the committer starts this batch's clock
-            self._pending_data.append(data)
-            self._pending_leaves.append(leaves)
-            self._pending_n += n
-            if self._pending_n >= self.batch_max or now - self._pending_t0 >= \
-                    self._seal_after:
+            if self._pending_n >= self.batch_max or \
+                    time.monotonic() - self._pending_t0 >= self._seal_after:
                 self._close_batch()
         if self.fsync == "always":
             self.flush()
         return list(range(first, first + n))
+
+    def _queue(self, records: Sequence[DecisionRecord]) -> int:
+        """Encode records onto the chain and add them to the open batch (lock held);
+        returns how many. Raises ``AuditError`` for an invalid record, queuing none."""
+        data, leaves = self._encoder.encode_packed(records, self._seq, self._prev,
+                                                   fast=self.accel)
+        n = len(leaves) // 32
+        if n:
+            self._prev = leaves[-32:]
+            self._seq += n
+            if not self._pending_n:
+                self._pending_t0 = time.monotonic()
+                self._cond.notify()  # the committer starts this batch's clock
+            self._pending_data.append(data)
+            self._pending_leaves.append(leaves)
+            self._pending_n += n
+        return n
 
     def commit_many(self, records: Sequence[DecisionRecord]) -> concurrent.futures.Future[None]:
         """Append records and commit them at once; returns ``flush_future()``'s future.
@@ -288,18 +294,7 @@ class AuditLog:
         with self._cond:
             self._check_usable()
             if records:
-                first = self._seq
-                data, leaves = self._encoder.encode_packed(records, first, self._prev,
-                                                           fast=self.accel)
-                n = len(leaves) // 32
-                if n:
-                    self._prev = leaves[-32:]
-                    self._seq = first + n
-                    if not self._pending_n:
-                        self._pending_t0 = time.monotonic()
-                    self._pending_data.append(data)
-                    self._pending_leaves.append(leaves)
-                    self._pending_n += n
+                self._queue(records)
             if self._pending_n:
                 self._close_batch()  # wakes the committer
             if self._committed >= self._seq:
