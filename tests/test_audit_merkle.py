@@ -15,6 +15,8 @@ from guard.audit.merkle import (
     MerkleTree,
     leaf_hash,
     node_hash,
+    root_and_paths,
+    root_from_inclusion,
     root_of,
     verify_consistency,
     verify_inclusion,
@@ -118,6 +120,19 @@ def test_inclusion_proofs(entries: list[bytes]) -> None:
             bad[0] = bytes(32)
             assert not verify_inclusion(leaves[m], m, n, bad, root)
             assert not verify_inclusion(leaves[m], m, n, proof[:-1], root)
+
+
+@settings(max_examples=50, deadline=None)
+@given(entries_st)
+def test_all_paths_at_once_are_the_rfc_paths(entries: list[bytes]) -> None:
+    leaves = [leaf_hash(e) for e in entries]
+    root, paths = root_and_paths(leaves)
+    assert root == mth(entries)
+    assert paths == [path(m, entries) for m in range(len(entries))]
+    for m, p in enumerate(paths):
+        assert root_from_inclusion(leaves[m], m, len(leaves), p) == root
+        if len(leaves) > 1:  # (the size alone may not change the walk: stamps sign it)
+            assert root_from_inclusion(leaves[m], (m + 1) % len(leaves), len(leaves), p) != root
 
 
 @settings(max_examples=50, deadline=None)

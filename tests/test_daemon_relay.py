@@ -215,6 +215,68 @@ def test_an_audit_log_that_fails_stops_the_relay_and_acknowledges_nothing(
     asyncio.run(go())
 
 
+class _CountingSigner:
+    """A signer that counts its signatures, or fails when told to."""
+
+    def __init__(self, signer: Any, fail: bool = False) -> None:
+        self.inner, self.fail, self.calls = signer, fail, 0
+        self.key_id, self.public_key = signer.key_id, signer.public_key
+
+    def sign(self, data: bytes) -> bytes:
+        self.calls += 1
+        if self.fail:
+            raise OSError("signing device gone (simulated)")
+        return self.inner.sign(data)
+
+
+def test_releases_are_stamped_in_batches_that_each_verify(tmp_path: Path) -> None:
+    from guard.audit.stamp import verify_stamp
+
+    h = Harness(tmp_path)
+    msgs = _messages(h, 40)
+    counting = _CountingSigner(h.signer)
+
+    async def go() -> None:
+        sink = await h.sink()
+        await h.publish([(m.payload, list(m.properties)) for m in msgs])
+        r = h.relay()
+        r.signer = counting  # type: ignore[assignment]
+        await _run_until(r, lambda: r.metrics.delivered[FLOW] == 40)
+        got = await _drain(sink)
+        h.close_states()
+        keys = {h.signer.key_id: h.signer.public_key}
+        assert len(got) == 40
+        sigs = set()
+        for m in got:
+            ok, why = verify_stamp(m.payload, list(m.properties), keys)
+            assert ok, why
+            sigs.add(dict(m.properties)["guard-signature"])
+        # fewer signatures than releases: they were batched (the audit log signs too)
+        assert len(sigs) < 40 and counting.calls < 40
+
+    asyncio.run(go())
+
+
+def test_a_release_whose_stamp_cannot_be_signed_is_blocked_and_explained(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    msgs = _messages(h, 5)
+
+    async def go() -> None:
+        sink = await h.sink()
+        await h.publish([(m.payload, list(m.properties)) for m in msgs])
+        r = h.relay()
+        r.signer = _CountingSigner(h.signer, fail=True)  # type: ignore[assignment]
+        await _run_until(r, lambda: len(h.records()) == 5 and r.metrics.inflight == 0)
+        assert await _drain(sink, 0.1) == []
+        h.close_states()
+        assert {d["verdict"] for d in h.records()} == {"block"}
+        assert all(d["output_sha256"] is None for d in h.records())
+        assert all("release stamp failed" in json.dumps(d["findings"]) for d in h.records())
+
+    asyncio.run(go())
+
+
 @settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mid=st.one_of(st.none(), st.text(min_size=0, max_size=300)))

@@ -116,22 +116,46 @@ class MerkleTree:
         return [*self._subproof(m - k, start + k, end, False), self._subtree(start, start + k)]
 
 
+def root_and_paths(leaves: Sequence[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """MTH over ``leaves`` and every leaf's inclusion path, with n - 1 hashes in all
+    (``MerkleTree.inclusion_proof`` per leaf re-hashes the right edge each time)."""
+    if not leaves:
+        raise ValueError("no leaves")
+    paths: list[list[bytes]] = [[] for _ in leaves]
+    sha, pre = _sha, NODE_PREFIX
+
+    def build(start: int, end: int) -> bytes:
+        if end - start == 1:
+            return leaves[start]
+        mid = start + _split(end - start)
+        left, right = build(start, mid), build(mid, end)
+        # appended after the subtrees': the sibling nearest the leaf comes first
+        for i in range(start, mid):
+            paths[i].append(right)
+        for i in range(mid, end):
+            paths[i].append(left)
+        return sha(pre + left + right).digest()
+
+    return build(0, len(leaves)), paths
+
+
 def root_of(leaves: Sequence[bytes]) -> bytes:
     """MTH over a list of leaf hashes."""
     return MerkleTree(leaves).root()
 
 
-def verify_inclusion(
-    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
-) -> bool:
-    """RFC 9162 2.1.3.2: does ``proof`` show ``leaf`` at ``index`` in the tree ``root``?"""
+def root_from_inclusion(
+    leaf: bytes, index: int, size: int, proof: Sequence[bytes]
+) -> bytes | None:
+    """RFC 9162 2.1.3.2: the root ``proof`` leads to from ``leaf`` at ``index`` in a
+    tree of ``size`` leaves, or None if the proof cannot belong to such a tree."""
     if not 0 <= index < size:
-        return False
+        return None
     fn, sn = index, size - 1
     r = leaf
     for p in proof:
         if sn == 0:
-            return False
+            return None
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             if not fn & 1:
@@ -142,7 +166,14 @@ def verify_inclusion(
             r = node_hash(r, p)
         fn >>= 1
         sn >>= 1
-    return sn == 0 and r == root
+    return r if sn == 0 else None
+
+
+def verify_inclusion(
+    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> bool:
+    """RFC 9162 2.1.3.2: does ``proof`` show ``leaf`` at ``index`` in the tree ``root``?"""
+    return root_from_inclusion(leaf, index, size, proof) == root
 
 
 def verify_consistency(
