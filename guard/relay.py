@@ -51,6 +51,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from guard.audit.accel import sha256_hex_many
 from guard.audit.log import AuditLog
 from guard.audit.records import AuditError, DecisionRecord
 from guard.audit.stamp import Release, make_stamps
@@ -456,9 +457,10 @@ class Relay:
         todo: list[_Item] = []
         quick: list[_Item] = []  # already decided and settled: acknowledge only
         in_batch: dict[tuple[str, str], _Item] = {}
+        shas = sha256_hex_many([msg.payload for msg in batch])
         for n, msg in enumerate(batch):
             route = self.routes.get(msg.topic)
-            in_sha = hashlib.sha256(msg.payload).hexdigest()
+            in_sha = shas[n]
             raw_id = msg.property("message-id")
             mid = raw_id if raw_id is not None else f"sha256:{in_sha}"
             it = _Item(conn, msg, route, mid, in_sha)
@@ -543,6 +545,9 @@ class Relay:
                 self._settle(it, None, [_finding("internal-error", why)])
             else:
                 self._settle(it, decided[id(it)], None)
+        fresh = [it for it in settled if it.fresh and it.output is not None]
+        for it, sha in zip(fresh, sha256_hex_many([it.output for it in fresh]), strict=True):
+            it.output_sha256 = sha
         self._stamp_all([it for it in settled if it.output is not None])
         records = [self._record(it) for it in settled if it.fresh]
         if self.trace is not None:
@@ -614,8 +619,8 @@ class Relay:
             if verdict not in ("release", "redact"):
                 out = None
         it.decision_id, it.verdict, it.decision = self._new_id(), verdict, d
+        # the output's SHA-256 follows for the whole group (``sha256_hex_many``)
         it.output, it.findings, it.policy_sha256, it.fresh = out, findings, policy_sha, True
-        it.output_sha256 = hashlib.sha256(out).hexdigest() if out is not None else None
 
     def _stamp_all(self, items: list[_Item]) -> None:
         """Stamp every output: one signature per flow and batch (``make_stamps``).

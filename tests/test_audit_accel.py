@@ -79,6 +79,15 @@ def test_sha256_at_every_padding_boundary(impl: str) -> None:
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
 
 
+def test_batch_hex_digests_equal_hashlib(impl: str) -> None:
+    datas: list = [bytes((5 * k + n) & 0xFF for k in range(n)) for n in [*BOUNDARIES, 4096]]
+    datas += [bytearray(b"mutable"), memoryview(b"a view of bytes")[2:], b""]
+    assert _core.audit_sha256_hex_many(datas) == [hashlib.sha256(d).hexdigest() for d in datas]
+    assert _core.audit_sha256_hex_many([]) == []
+    with pytest.raises(TypeError):
+        _core.audit_sha256_hex_many(["text is not bytes"])
+
+
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.one_of(st.binary(min_size=0, max_size=2000),

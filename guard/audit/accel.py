@@ -11,6 +11,9 @@ implementation checks the fast one.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+
 from guard.audit.merkle import Frontier
 
 try:
@@ -23,11 +26,23 @@ try:
     from guard._core import (  # type: ignore[attr-defined]
         audit_frontier_root as _frontier_root,
     )
+    from guard._core import (  # type: ignore[attr-defined]
+        audit_sha256_hex_many as _sha256_hex_many,
+    )
 
     AVAILABLE = True
 except ImportError:  # extension not built (or built without _audit.pxi): pure Python
     AVAILABLE = False
     encode_chain = None
+    _sha256_hex_many = None
+
+
+def sha256_hex_many(datas: Sequence[bytes]) -> list[str]:
+    """SHA-256 hex digests of a batch, in C holding the GIL when built (see
+    ``audit_sha256_hex_many`` for why), else with hashlib."""
+    if _sha256_hex_many is not None:
+        return _sha256_hex_many(datas)  # type: ignore[no-any-return]
+    return [hashlib.sha256(d).hexdigest() for d in datas]
 
 _SLOTS = 64
 
