@@ -42,6 +42,7 @@ import hashlib
 import itertools
 import json
 import queue
+import re
 import secrets
 import sys
 import threading
@@ -71,6 +72,7 @@ WATCH_INTERVAL_S = 0.1  # how often the hang watchdog looks at the decide thread
 # releases of one flow under one stamp signature: a path of at most 8 hashes (344
 # base64 characters) per message, one Ed25519 signature (~27 us) per up to 256 releases
 STAMP_BATCH = 256
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -545,7 +547,13 @@ class Relay:
                 self._settle(it, None, [_finding("internal-error", why)])
             else:
                 self._settle(it, decided[id(it)], None)
-        fresh = [it for it in settled if it.fresh and it.output is not None]
+        fresh = []
+        for it in settled:  # an output equal to its input (most releases) has its hash
+            if it.fresh and it.output is not None:
+                if it.output == it.msg.payload:
+                    it.output_sha256 = it.input_sha256
+                else:
+                    fresh.append(it)
         for it, sha in zip(fresh, sha256_hex_many([it.output for it in fresh]), strict=True):
             it.output_sha256 = sha
         self._stamp_all([it for it in settled if it.output is not None])
@@ -866,6 +874,6 @@ def _bad_id(mid: str) -> str:
     """Why a message id cannot be used to recognise redeliveries ('' if it can)."""
     if not mid or len(mid) > MAX_ID_CHARS:
         return f"message id must be 1-{MAX_ID_CHARS} characters"
-    if any(ord(c) < 0x20 or c == "\x7f" for c in mid):
+    if _CONTROL.search(mid):
         return "message id holds control characters"
     return ""
