@@ -4,6 +4,7 @@ MQTT 5 decoder vs paho's, the delivery journal vs ``json.dumps``, finding dicts 
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from hypothesis import given, settings
@@ -92,3 +93,74 @@ def test_finding_dicts_equal_to_dict(rule: str, message: str, start: int, end: i
     fast = _finding_dict(f)
     assert fast == f.to_dict()
     assert json.dumps(fast) == json.dumps(f.to_dict())  # same key order in the record
+
+
+class _ChunkedSocket:
+    """A non-blocking socket that hands out a byte stream in the given chunks."""
+
+    def __init__(self, data: bytes, cuts: list[int]) -> None:
+        points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+        self.chunks = [data[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+    def recv(self, n: int) -> bytes:
+        if not self.chunks:
+            raise BlockingIOError
+        return self.chunks.pop(0)
+
+    def close(self) -> None:
+        self.chunks = []
+
+
+def _read_all(data: bytes, cuts: list[int], fast: bool) -> list[tuple[int, bytes]]:
+    """Every packet (command, body) a buffered client hands to paho's dispatcher."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+    from guard.domains.mqtt_client import _BufferedClient
+
+    c = _BufferedClient(CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5)
+    c.fast_read = fast
+    got: list[tuple[int, bytes]] = []
+
+    def handle() -> MQTTErrorCode:
+        got.append((c._in_packet["command"], bytes(c._in_packet["packet"])))
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    c._packet_handle = handle  # type: ignore[method-assign]
+    c._sock = _ChunkedSocket(data, cuts)  # type: ignore[assignment]
+    for _ in range(10 * len(data) + 10):
+        if c._packet_read() == MQTTErrorCode.MQTT_ERR_AGAIN and not c._sock.chunks:
+            break
+    c._sock = None
+    return got
+
+
+def _frame(cmd: int, body: bytes) -> bytes:
+    n, var = len(body), bytearray()
+    while True:
+        n, d = n >> 7, n & 0x7F
+        var.append(d | (0x80 if n else 0))
+        if not n:
+            return bytes([cmd]) + bytes(var) + body
+
+
+packet_st = st.one_of(
+    st.builds(lambda t, m, p, pl, d: _frame(*_publish(t.encode(), m, p, pl, d)),
+              text, st.integers(1, 0xFFFF), props_st, st.binary(max_size=20000), st.booleans()),
+    st.builds(lambda m, rest: _frame(0x40, m.to_bytes(2, "big") + rest),
+              st.integers(1, 0xFFFF), st.sampled_from([b"", b"\x00", b"\x10\x00", b"\x87"])),
+    st.just(_frame(0xD0, b"")),  # PINGRESP
+    st.builds(lambda pl: _frame(0x30, b"\x00\x01t\x00" + pl), st.binary(max_size=300)),  # QoS 0
+    st.builds(lambda b: _frame(0x90, b), st.binary(min_size=3, max_size=5)),  # SUBACK
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(packets=st.lists(packet_st, min_size=1, max_size=12),
+       cuts=st.lists(st.integers(0, 200_000), max_size=12))
+def test_whole_packet_reads_hand_paho_exactly_what_its_own_reader_does(
+        packets: list[bytes], cuts: list[int]) -> None:
+    data = b"".join(packets)
+    fast = _read_all(data, cuts, fast=True)
+    assert fast == _read_all(data, cuts, fast=False)
+    assert len(fast) == len(packets)
