@@ -122,21 +122,22 @@ def root_and_paths(leaves: Sequence[bytes]) -> tuple[bytes, list[list[bytes]]]:
     if not leaves:
         raise ValueError("no leaves")
     paths: list[list[bytes]] = [[] for _ in leaves]
-    sha, pre = _sha, NODE_PREFIX
+    return _build(leaves, paths, 0, len(leaves)), paths
 
-    def build(start: int, end: int) -> bytes:
-        if end - start == 1:
-            return leaves[start]
-        mid = start + _split(end - start)
-        left, right = build(start, mid), build(mid, end)
-        # appended after the subtrees': the sibling nearest the leaf comes first
-        for i in range(start, mid):
-            paths[i].append(right)
-        for i in range(mid, end):
-            paths[i].append(left)
-        return sha(pre + left + right).digest()
 
-    return build(0, len(leaves)), paths
+def _build(leaves: Sequence[bytes], paths: list[list[bytes]], start: int, end: int) -> bytes:
+    # a module function, not a closure: a recursive closure is a reference cycle, and
+    # would keep every path alive until the garbage collector's next pass
+    if end - start == 1:
+        return leaves[start]
+    mid = start + _split(end - start)
+    left, right = _build(leaves, paths, start, mid), _build(leaves, paths, mid, end)
+    # appended after the subtrees': the sibling nearest the leaf comes first
+    for i in range(start, mid):
+        paths[i].append(right)
+    for i in range(mid, end):
+        paths[i].append(left)
+    return _sha(NODE_PREFIX + left + right).digest()
 
 
 def root_of(leaves: Sequence[bytes]) -> bytes:
