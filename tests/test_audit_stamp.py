@@ -205,3 +205,17 @@ def test_a_remembered_signature_never_vouches_for_other_bytes() -> None:
     forged = [(k, v[:-1] + ("0" if v[-1] != "0" else "1") if k == "guard-decision-id" else v)
               for k, v in stamps[0]]
     assert not verify_stamp(payloads[0], forged, KEYS)[0]
+
+
+def test_stamping_a_batch_leaves_no_reference_cycles() -> None:
+    # the daemon keeps the collector's passes rare: a cycle per batch would pile up
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        for n in (1, 7, 64):
+            _batch(n)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
