@@ -145,8 +145,8 @@ ctypedef struct SCWork:
     uint64_t* ck                # candidate keys (SIMD path)
     int32_t* chm                # candidate class masks (SIMD path)
     uint8_t* sq                 # squeezed letters of the window (SIMD path)
-    uint8_t* sf                 # 1 where a squeezed letter starts a raw word (SIMD path)
-    int32_t* wj                 # squeezed index of each word start (SIMD path)
+    int32_t* wj                 # squeezed index of each word start (SIMD path; window, then
+                                # look-ahead)
     uint64_t* bm                # letter mask of each 64-byte block of fb (SIMD path)
     int32_t* bn                 # squeezed index of each block's first letter (SIMD path)
     Py_ssize_t cap
@@ -200,6 +200,24 @@ cdef extern from *:
     #include <immintrin.h>
     #include <stdint.h>
     #define SC_SHARED_WORDS 256u
+
+    /* Phase counters (rdtsc ticks) for profiling, compiled in only with -DSC_PROF=1
+       (CFLAGS=-DSC_PROF=1 python setup.py build_ext --inplace): perf has no hardware
+       counters in the VMs the bench runs on. */
+    #ifndef SC_PROF
+    #define SC_PROF 0
+    #endif
+    static unsigned long long sc_prof_t[16];
+    static unsigned long long sc_prof_last;
+    static inline void sc_prof_mark(int phase) {
+    #if SC_PROF
+        unsigned long long t = __rdtsc();
+        if (phase >= 0) sc_prof_t[phase] += t - sc_prof_last;
+        sc_prof_last = t;
+    #else
+        (void)phase;
+    #endif
+    }
 
     /* AVX-512 (BW + VBMI) + BMI2 hot path, dispatched at run time (the build uses no
        -march flag, so the attributes below enable the instructions per function). */
@@ -507,25 +525,35 @@ cdef extern from *:
 
     /* Whole-word candidates of the window [a, b), AVX-512 (BW, VBMI2, DQ, CD) + BMI2.
        1. Squeeze: the letters of the folded bytes fb[0:fb_end] (window + look-ahead) are
-          packed 64 bytes per vpcompressb into sq, with sf[j] = 1 where squeezed character
-          j begins a raw word; the word starts inside the window are listed twice: raw
-          position (cp) and squeezed index (wj).
+          packed 64 bytes per vpcompressb into sq, and the squeezed index of every word
+          start is listed in wj (the nw starts inside the window first, then those of the
+          look-ahead: the one after the last window start gives its first fragment's
+          length). Only squeezed indices are listed: raw positions are needed for the few
+          candidates alone, and come from the block letter masks bm and the squeezed index
+          bn of each block's first letter. The listing is one vpcompressb of a byte iota
+          and two widenings per block: listing both raw and squeezed positions with eight
+          vpcompressd and their broadcasts saturated the shuffle port (~2.5x slower).
        2. Eight word starts at a time gather their first 8 squeezed characters (the key:
-          separators are skipped for free, so "N.O.F.O.R.N" keys as "NOFORN") and the
-          start flags that give the first fragment's length, then test every prefix class
+          separators are skipped for free, so "N.O.F.O.R.N" keys as "NOFORN"), take the
+          first fragment's length from the next start, then test every prefix class
           with gathered Bloom words; a key may run across a hard gap, which only costs an
           extra probe (verification rejects it). Starts too close to a cut window end are
-          done by sc_ww_hm_one. Writes candidates (position, key, class mask) over cp. */
+          done by sc_ww_hm_one. A passing lane leaves one word (squeezed index | class
+          mask << 24: one vpcompressd, not three); the rare candidates are then written
+          out as (raw position cp, key ck, class mask chm). */
     __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512dq,avx512cd,avx512vl,avx512ifma,bmi2,popcnt")))
     static Py_ssize_t sc_ww_candidates(const uint8_t* fold, const uint8_t* cls,
             const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b, const uint8_t* fb,
             Py_ssize_t fb_end, const uint64_t* bits, const uint64_t* bitsl, uint32_t shift,
-            int classes, uint8_t* sq, uint8_t* sf, int32_t* wj, int32_t* cp, uint64_t* ck,
+            int classes, uint8_t* sq, int32_t* wj, int32_t* cp, uint64_t* ck,
             int32_t* chm, uint64_t* bm, int32_t* bn, Py_ssize_t* nsq_win, int keys) {
-        Py_ssize_t len = b - a, nsq = 0, nw = 0, nc = 0, g, k, nwin = 0;
+        Py_ssize_t len = b - a, nsq = 0, nw = 0, nt = 0, nc = 0, g, k, nwin = 0;
         uint64_t carry = (a > 0 && fold[d[a - 1]]) ? 1 : 0;
-        const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-        const __m512i one8 = _mm512_set1_epi8(1);
+        const __m512i biota = _mm512_set_epi8(
+            63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48,
+            47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32,
+            31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+            15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
         for (Py_ssize_t i = 0; i < fb_end; i += 64) {
             __m512i f = _mm512_loadu_si512((const void*)(fb + i));
             uint64_t m = _mm512_test_epi8_mask(f, f);
@@ -538,40 +566,37 @@ cdef extern from *:
             if (i < len)
                 nwin = nsq + __builtin_popcountll(len - i >= 64 ? m : m & ((1ull << (len - i)) - 1));
             _mm512_storeu_si512((void*)(sq + nsq), _mm512_maskz_compress_epi8(m, f));
-            uint64_t sst = _pext_u64(st, m), sstl = _pext_u64(stl, m);
-            _mm512_storeu_si512((void*)(sf + nsq), _mm512_maskz_mov_epi8(sst, one8));
-            /* the raw and the squeezed quarters hold different starts: two counters
-               (both lists get popcount(stl) entries per block) */
-            Py_ssize_t nr = nw, ns = nw;
-            for (int q = 0; q < 4 && stl; q++) {
-                __mmask16 r = (__mmask16)(stl >> (16 * q)), s = (__mmask16)(sstl >> (16 * q));
-                _mm512_storeu_si512((void*)(cp + nr), _mm512_maskz_compress_epi32(r,
-                    _mm512_add_epi32(iota, _mm512_set1_epi32((int)(a + i + 16 * q)))));
-                _mm512_storeu_si512((void*)(wj + ns), _mm512_maskz_compress_epi32(s,
-                    _mm512_add_epi32(iota, _mm512_set1_epi32((int)(nsq + 16 * q)))));
-                nr += __builtin_popcount(r);
-                ns += __builtin_popcount(s);
+            /* squeezed offsets of the starts in this block, as bytes, then widened */
+            uint64_t sst = _pext_u64(st, m);
+            int cnt = __builtin_popcountll(sst);
+            __m512i off = _mm512_maskz_compress_epi8(sst, biota);
+            __m512i base = _mm512_set1_epi32((int)nsq);
+            _mm512_storeu_si512((void*)(wj + nt),
+                _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_castsi512_si128(off)), base));
+            _mm512_storeu_si512((void*)(wj + nt + 16),
+                _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 1)), base));
+            if (__builtin_expect(cnt > 32, 0)) {   /* one-letter words: "a a a a ..." */
+                _mm512_storeu_si512((void*)(wj + nt + 32),
+                    _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 2)), base));
+                _mm512_storeu_si512((void*)(wj + nt + 48),
+                    _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 3)), base));
             }
-            nw = nr;
+            nt += cnt;
+            nw += __builtin_popcountll(stl);
             nsq += __builtin_popcountll(m);
         }
         bn[(fb_end + 63) >> 6] = (int32_t)nsq;
         *nsq_win = nwin;
+        sc_prof_mark(1);
         memset(sq + nsq, 0, 80);   /* the substring pass reads 4 bytes past any letter */
-        memset(sf + nsq, 1, 16);
         if (!keys)
             return 0;   /* squeeze only: for the substring pass */
-        if (nw > 0) {   /* sentinel: the squeezed index of the start after the last one */
-            Py_ssize_t js = wj[nw - 1] + 1;
-            while (!sf[js]) js++;
-            wj[nw] = (int32_t)js;
-        }
+        if (nt == nw)   /* sentinel: no start after the last one, the letters end */
+            wj[nw] = (int32_t)nsq;
         /* starts whose 8 characters may lie past the squeezed look-ahead: scalar */
         Py_ssize_t nv = nw;
-        int32_t tailp[16];      /* at most 9 starts lie in the last 9 squeezed letters */
         if (a + fb_end < n)
             while (nv > 0 && wj[nv - 1] + 9 > nsq) nv--;
-        for (k = nv; k < nw; k++) tailp[k - nv] = cp[k];   /* the vector stores clobber */
         const __m128i shiftv = _mm_cvtsi32_si128(26 + (int)(shift & 31));
         const int shared = (shift & SC_SHARED_WORDS) != 0;
         /* allowed classes by first-fragment length z = 1..8 (index z - 1), 32-bit lanes */
@@ -582,12 +607,11 @@ cdef extern from *:
         for (g = 0; g < nv; g += 8) {
             __mmask8 lm = nv - g >= 8 ? 0xFF : (__mmask8)((1u << (nv - g)) - 1);
             __m256i J = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g));
-            __m256i P = _mm256_maskz_loadu_epi32(lm, (const void*)(cp + g));
             __m512i key = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), lm, J,
                                                       (const void*)sq, 1);
             /* the first fragment's length z is the distance to the next word start in
                the squeezed stream (capped at 8): the next entry of wj (wj[nw] is the
-               sentinel), no second gather */
+               next start or the sentinel), no second gather */
             __m256i Jn = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g + 1));
             __m256i zi = _mm256_min_epu32(
                 _mm256_sub_epi32(_mm256_sub_epi32(Jn, J), _mm256_set1_epi32(1)),
@@ -632,18 +656,33 @@ cdef extern from *:
             /* the candidates are compressed out unconditionally (no lane: nothing moves;
                the buffers have 64 entries of slack) */
             __mmask8 c = _mm256_test_epi32_mask(hm, hm);
-            _mm256_storeu_si256((void*)(cp + nc), _mm256_maskz_compress_epi32(c, P));
-            _mm512_storeu_si512((void*)(ck + nc), _mm512_maskz_compress_epi64(c, key));
-            _mm256_storeu_si256((void*)(chm + nc), _mm256_maskz_compress_epi32(c, hm));
+            __m256i packed = _mm256_or_si256(J, _mm256_slli_epi32(hm, 24));
+            _mm256_storeu_si256((void*)(cp + nc), _mm256_maskz_compress_epi32(c, packed));
             nc += __builtin_popcount(c);
+        }
+        /* the candidates' raw positions (the r-th letter of a block is the r-th set bit
+           of its mask) and keys (the 8 bytes the gather read) */
+        Py_ssize_t blk = 0;
+        for (k = 0; k < nc; k++) {
+            uint32_t v = (uint32_t)cp[k];
+            int32_t j = (int32_t)(v & 0xFFFFFF);
+            while (bn[blk + 1] <= j) blk++;
+            uint64_t bit = _pdep_u64(1ull << (j - bn[blk]), bm[blk]);
+            cp[k] = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
+            chm[k] = (int32_t)(v >> 24);
+            memcpy(&ck[k], sq + j, 8);
         }
         for (k = nv; k < nw; k++) {
             uint64_t kk;
-            int32_t pk = tailp[k - nv];
+            int32_t j = wj[k];
+            while (bn[blk + 1] <= j) blk++;
+            uint64_t bit = _pdep_u64(1ull << (j - bn[blk]), bm[blk]);
+            int32_t pk = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
             int hmk = sc_ww_hm_one(fold, cls, d, n, pk, bits, bitsl, shift, classes, &kk);
             cp[nc] = pk; ck[nc] = kk; chm[nc] = hmk;
             nc += hmk != 0;
         }
+        sc_prof_mark(2);
         return nc;
     }
 
@@ -688,6 +727,9 @@ cdef extern from *:
     }
     """
     int sc_simd_available() nogil
+    void sc_prof_mark(int phase) nogil
+    int SC_PROF
+    unsigned long long sc_prof_t[16]
     int sc_prepass(const uint8_t* d, Py_ssize_t n) nogil
     int sc_bloom(const uint64_t* bits, uint32_t shift, uint64_t key) nogil
     uint64_t sc_long5(uint64_t k) nogil
@@ -703,7 +745,7 @@ cdef extern from *:
                                 Py_ssize_t n, Py_ssize_t a, Py_ssize_t b, const uint8_t* fb,
                                 Py_ssize_t fb_end, const uint64_t* bits,
                                 const uint64_t* bitsl, uint32_t shift, int classes,
-                                uint8_t* sq, uint8_t* sf, int32_t* wj, int32_t* cp,
+                                uint8_t* sq, int32_t* wj, int32_t* cp,
                                 uint64_t* ck, int32_t* chm, uint64_t* bm, int32_t* bn,
                                 Py_ssize_t* nsq_win, int keys) nogil
     Py_ssize_t sc_ss_prefix_candidates(const uint8_t* sq, Py_ssize_t nsq, const uint8_t* pfx,
@@ -757,6 +799,7 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
     # substring candidates, up to one per byte ("pppp..." when a term starts with "pp"):
     # it has room for all of them, not only for the word starts.
     cdef Py_ssize_t k = n // 2 + 64
+    cdef Py_ssize_t kw = (n + SC_LOOKAHEAD) // 2 + 160   # + whole-vector listing stores
     cdef Py_ssize_t nblk = (n + SC_LOOKAHEAD) // 64 + 4
     if n <= w.cap:
         return 0
@@ -768,10 +811,9 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
     w.ck = <uint64_t*>malloc(k * sizeof(uint64_t))
     w.chm = <int32_t*>malloc(k * sizeof(int32_t))
     w.sq = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
-    w.sf = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
-    w.wj = <int32_t*>malloc(k * sizeof(int32_t))
+    w.wj = <int32_t*>malloc(kw * sizeof(int32_t))
     if (w.ws == NULL or w.fb == NULL or w.ck == NULL or w.chm == NULL or w.sq == NULL
-            or w.sf == NULL or w.wj == NULL or w.bm == NULL or w.bn == NULL):
+            or w.wj == NULL or w.bm == NULL or w.bn == NULL):
         _sc_work_free(w)
         return -1
     w.cap = n
@@ -779,12 +821,11 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
 
 
 cdef void _sc_work_free(SCWork* w) noexcept nogil:
-    free(w.ws); free(w.fb); free(w.ck); free(w.chm); free(w.sq); free(w.sf); free(w.wj)
+    free(w.ws); free(w.fb); free(w.ck); free(w.chm); free(w.sq); free(w.wj)
     free(w.bm); free(w.bn)
     w.bm = NULL
     w.bn = NULL
     w.sq = NULL
-    w.sf = NULL
     w.wj = NULL
     w.ws = NULL
     w.fb = NULL
@@ -1296,7 +1337,11 @@ cdef void _sc_patterns(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
         a = 0
         while a < n:
             b = a + SC_PAT_CHUNK if a + SC_PAT_CHUNK < n else n
+            sc_prof_mark(5)
             nc = sc_pat_candidates(d, n, a, b, pf, M.pfhigh, cand)
+            sc_prof_mark(9)
+            if SC_PROF:
+                sc_prof_t[10] += nc
             for k in range(nc):
                 _sc_pat_at(M, d, n, cand[k], ostart, oend, msg, base, hits)
             a = b
@@ -1444,18 +1489,22 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
             fe = b + SC_LOOKAHEAD if b + SC_LOOKAHEAD < n else n
             sc_fold_block(M.fold, d + a, fe - a, w.fb)
             memset(w.fb + (fe - a), 0, 80)
+            sc_prof_mark(0)
         if simd and (M.ww.nterms or sspfx):
             # squeeze the window; find the word starts and test their keys with bit
             # masks (whole-word terms only); probe candidates
             nws = sc_ww_candidates(M.fold, M.cls, d, n, a, b, w.fb, fe - a, M.ww.bits,
-                                   M.ww.bitsl, M.ww.shift, M.ww.classes, w.sq, w.sf, w.wj,
+                                   M.ww.bitsl, M.ww.shift, M.ww.classes, w.sq, w.wj,
                                    w.ws, w.ck, w.chm, w.bm, w.bn, &nsqw, M.ww.nterms != 0)
             if M.ww.nterms:
                 _sc_roll_reset(&R)
                 _sc_prefetch_slots(&M.ww, w.chm, w.ck, nws)
+                if SC_PROF:
+                    sc_prof_t[11] += nws
                 for k in range(nws):
                     _sc_probe(M, &M.ww, True, w.chm[k], w.ck[k], d, n, w.ws[k], ostart,
                               oend, msg, base, hits, &R)
+                sc_prof_mark(3)
         elif M.ww.nterms:
             nws = _sc_word_starts(M.fold, d, a, b, w.ws)
             _sc_roll_reset(&R)
@@ -1475,12 +1524,16 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
         elif M.ss.nterms:
             _sc_roll_reset(&R)
             _sc_substrings(M, d, n, a, b, ostart, oend, msg, base, hits, &R)
+        sc_prof_mark(4)
         a = b
     if M.npat:
         _sc_patterns(M, d, n, ostart, oend, msg, base, hits)
+    sc_prof_mark(5)
     _sc_encoded(M, d, n, ostart, oend, msg, base, runs)
+    sc_prof_mark(6)
     if _sc_apply_clean(M, hits, h0) < 0:
         return -1
+    sc_prof_mark(7)
     if hits.oom or runs.oom:
         return -1
     return 0
@@ -1579,6 +1632,17 @@ cdef class _ScanTable:
     def nbytes(self):
         return sum(a.nbytes for a in (self.bits, self.bitsl, self.big, self.single,
                                       self.slots))
+
+
+def scan_prof(bint reset=True):
+    """rdtsc ticks per phase of the batch scan (all zero unless built with -DSC_PROF=1):
+    0 fold, 1 squeeze, 2 prefilter groups, 3 verify, 4 substring terms, 5 patterns,
+    6 encoded runs, 7 clean words, 8 prepass."""
+    out = [sc_prof_t[i] for i in range(12)]
+    if reset:
+        for i in range(16):
+            sc_prof_t[i] = 0
+    return out
 
 
 def scan_prefix_key(bytes chars, int m=0):
@@ -1873,6 +1937,7 @@ cdef class ScanCore:
                 for i in range(nm):
                     s = offsets[i]
                     e = offsets[i + 1]
+                    sc_prof_mark(-1)
                     if simd:
                         pre = sc_prepass(bp + s, e - s)
                     else:
@@ -1881,6 +1946,7 @@ cdef class ScanCore:
                             acc |= bp[j]
                         pre = 1 if acc & 0x80 else (
                             2 if e > s and memchr(bp + s, 0, e - s) != NULL else 0)
+                    sc_prof_mark(8)
                     if pre == 1:
                         sv[i] = 1
                         continue
