@@ -149,6 +149,9 @@ ctypedef struct SCWork:
                                 # look-ahead)
     uint64_t* bm                # letter mask of each 64-byte block of fb (SIMD path)
     int32_t* bn                 # squeezed index of each block's first letter (SIMD path)
+    uint64_t* pm                # pattern start / next / word-character masks, 3 per block of
+                                # fb (SIMD path: read off the fold pass, see sc_fold_window)
+    SCVec ph                    # pattern hits of the windows, appended after the terms' hits
     Py_ssize_t cap
 
 ctypedef struct SCRoll:         # a rolling squeezed stretch of text (verification only)
@@ -208,7 +211,9 @@ cdef extern from *:
     #define SC_PROF 0
     #endif
     static unsigned long long sc_prof_t[16];
+    #if SC_PROF
     static unsigned long long sc_prof_last;
+    #endif
     static inline void sc_prof_mark(int phase) {
     #if SC_PROF
         unsigned long long t = __rdtsc();
@@ -235,20 +240,61 @@ cdef extern from *:
         return sc_simd_ok;
     }
 
-    /* out[i] = fold[d[i]] for i < n (fold[b] == b for b >= 0x80), 64 bytes per step:
-       one two-register byte permute looks the low 128 entries up. */
+    /* out[i] = fold[d[i]] for i < n (fold[b] == b for b >= 0x80), 64 bytes per step (one
+       two-register byte permute looks the low 128 entries up), plus what the other
+       whole-body passes need from the same bytes (one load and two byte permutes per 64
+       bytes instead of three more passes over the body): pm[3k..3k+2]
+       = the pattern flags of block k as masks (bit 0 can start, bit 1 can follow, bit 2
+       word character: SCMatcher.pflags, hiflag for bytes >= 0x80), *nul = any NUL byte;
+       returns the mask of bytes >= 0x80 (nonzero: the body is not pure ASCII). out gets
+       whole 64-byte blocks (zero-filled past n: the caller's buffer has the slack). */
     __attribute__((target("avx512f,avx512bw,avx512vbmi")))
-    static void sc_fold_block(const uint8_t* fold, const uint8_t* d, Py_ssize_t n, uint8_t* out) {
+    static uint64_t sc_fold_window(const uint8_t* fold, const uint8_t* pflags, int hiflag,
+                                   const uint8_t* d, Py_ssize_t n, uint8_t* out, uint64_t* pm,
+                                   uint64_t* nul) {
         __m512i lo = _mm512_loadu_si512((const void*)fold);
         __m512i hi = _mm512_loadu_si512((const void*)(fold + 64));
-        Py_ssize_t i = 0;
-        for (; i + 64 <= n; i += 64) {
-            __m512i x = _mm512_loadu_si512((const void*)(d + i));
+        __m512i plo = _mm512_loadu_si512((const void*)pflags);
+        __m512i phi = _mm512_loadu_si512((const void*)(pflags + 64));
+        __m512i hv = _mm512_set1_epi8((char)hiflag);
+        __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2), four = _mm512_set1_epi8(4);
+        uint64_t anyhi = 0, anynul = 0;
+        for (Py_ssize_t i = 0; i < n; i += 64) {
+            __mmask64 kx = n - i >= 64 ? ~0ull : ((1ull << (n - i)) - 1);
+            __m512i x = _mm512_maskz_loadu_epi8(kx, (const void*)(d + i));
+            __mmask64 h = _mm512_movepi8_mask(x);
             __m512i f = _mm512_permutex2var_epi8(lo, x, hi);
-            f = _mm512_mask_mov_epi8(f, _mm512_movepi8_mask(x), x);
-            _mm512_storeu_si512((void*)(out + i), f);
+            _mm512_storeu_si512((void*)(out + i), _mm512_mask_mov_epi8(f, h, x));
+            __m512i px = _mm512_mask_mov_epi8(_mm512_permutex2var_epi8(plo, x, phi), h, hv);
+            pm[3 * (i >> 6)] = _mm512_mask_test_epi8_mask(kx, px, one);
+            pm[3 * (i >> 6) + 1] = _mm512_mask_test_epi8_mask(kx, px, two);
+            pm[3 * (i >> 6) + 2] = _mm512_mask_test_epi8_mask(kx, px, four);
+            anyhi |= h;
+            anynul |= _mm512_mask_testn_epi8_mask(kx, x, x);
         }
-        for (; i < n; i++) out[i] = fold[d[i]];
+        *nul = anynul;
+        return anyhi;
+    }
+
+    /* Pattern start candidates of the window [0, len) from the masks of sc_fold_window,
+       as sc_pat_candidates finds them: the next byte's flag comes from the next block's
+       mask (the caller gives pm one more, zero block, with the "can follow" bit set at
+       the text's end when the window reaches it), the previous byte's from wprev0 at 0. */
+    static Py_ssize_t sc_pat_from_masks(const uint64_t* pm, Py_ssize_t len, uint64_t wprev0,
+                                        int32_t* out) {
+        Py_ssize_t nc = 0;
+        uint64_t wprev = wprev0;
+        for (Py_ssize_t k = 0; 64 * k < len; k++) {
+            uint64_t st = pm[3 * k], co = pm[3 * k + 1], wd = pm[3 * k + 2];
+            uint64_t c = st & ((co >> 1) | (pm[3 * k + 4] << 63)) & ~((wd << 1) | wprev);
+            wprev = wd >> 63;
+            if (len - 64 * k < 64) c &= (1ull << (len - 64 * k)) - 1;
+            while (c) {
+                out[nc++] = (int32_t)(64 * k + __builtin_ctzll(c));
+                c &= c - 1;
+            }
+        }
+        return nc;
     }
 
     /* The next run of >= minl bytes with b64[byte] != 0 at or after `from` (minl >= 16):
@@ -738,7 +784,11 @@ cdef extern from *:
                                 int32_t* out) nogil
     int sc_find_run(const uint8_t* b64, const uint8_t* d, Py_ssize_t n, Py_ssize_t start,
                     Py_ssize_t minl, Py_ssize_t* rs, Py_ssize_t* re) nogil
-    void sc_fold_block(const uint8_t* fold, const uint8_t* d, Py_ssize_t n, uint8_t* out) nogil
+    uint64_t sc_fold_window(const uint8_t* fold, const uint8_t* pflags, int hiflag,
+                            const uint8_t* d, Py_ssize_t n, uint8_t* out, uint64_t* pm,
+                            uint64_t* nul) nogil
+    Py_ssize_t sc_pat_from_masks(const uint64_t* pm, Py_ssize_t len, uint64_t wprev0,
+                                 int32_t* out) nogil
     Py_ssize_t sc_pat_candidates(const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b,
                                  const uint8_t* flags, int hiflag, int32_t* out) nogil
     Py_ssize_t sc_ww_candidates(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
@@ -807,13 +857,15 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
     w.ws = <int32_t*>malloc((n + 64) * sizeof(int32_t))
     w.bm = <uint64_t*>malloc(nblk * sizeof(uint64_t))
     w.bn = <int32_t*>malloc(nblk * sizeof(int32_t))
+    w.pm = <uint64_t*>malloc(3 * nblk * sizeof(uint64_t))
     w.fb = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
     w.ck = <uint64_t*>malloc(k * sizeof(uint64_t))
     w.chm = <int32_t*>malloc(k * sizeof(int32_t))
     w.sq = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
     w.wj = <int32_t*>malloc(kw * sizeof(int32_t))
     if (w.ws == NULL or w.fb == NULL or w.ck == NULL or w.chm == NULL or w.sq == NULL
-            or w.wj == NULL or w.bm == NULL or w.bn == NULL):
+            or w.wj == NULL or w.bm == NULL or w.bn == NULL
+            or w.pm == NULL):
         _sc_work_free(w)
         return -1
     w.cap = n
@@ -822,7 +874,9 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
 
 cdef void _sc_work_free(SCWork* w) noexcept nogil:
     free(w.ws); free(w.fb); free(w.ck); free(w.chm); free(w.sq); free(w.wj)
-    free(w.bm); free(w.bn)
+    free(w.bm); free(w.bn); free(w.pm); free(w.ph.a)
+    w.pm = NULL
+    memset(&w.ph, 0, sizeof(SCVec))
     w.bm = NULL
     w.bn = NULL
     w.sq = NULL
@@ -1466,16 +1520,32 @@ cdef int _sc_apply_clean(const SCMatcher* M, SCVec* hits, Py_ssize_t h0) noexcep
     return 0
 
 
+cdef inline bint _sc_fused(const SCMatcher* M) noexcept nogil:
+    """Whether _sc_scan_one folds bodies with sc_fold_window (SIMD path with terms): it
+    then finds the pattern starts and does the batch pre-pass in that same pass."""
+    return _sc_use_simd > 0 and (M.ww.nterms != 0 or M.ss.nterms != 0)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
                       const int32_t* ostart, const int32_t* oend, int32_t msg, int64_t base,
-                      SCWork* w, SCVec* hits, SCVec* runs) noexcept nogil:
-    """Scan one folded body d[0:n]; hits get original offsets (+ base when identity)."""
-    cdef Py_ssize_t h0 = hits.n, a, b, nws, k, fe = 0, nsqw = 0
+                      SCWork* w, SCVec* hits, SCVec* runs, int* pre) noexcept nogil:
+    """Scan one folded body d[0:n]; hits get original offsets (+ base when identity).
+
+    pre (batch pre-pass fused into the fold, see _sc_fused): NULL, or gets 2 when the
+    body holds a NUL byte (else 0); the scan then stops at the first byte >= 0x80 and
+    returns 2 with nothing recorded (the caller folds that body first)."""
+    cdef Py_ssize_t h0 = hits.n, r0 = runs.n, a, b, nws, k, fe = 0, nsqw = 0, nb
     cdef SCRoll R
     cdef bint simd = _sc_use_simd > 0
     cdef bint sspfx = M.ss.nterms > 0 and M.ss_npfx > 0
+    cdef bint fused = _sc_fused(M)
+    cdef uint64_t nul = 0, anynul = 0
+    cdef Py_ssize_t p0
+    if pre != NULL:
+        pre[0] = 0
+    w.ph.n = 0
     if ((M.ww.nterms or M.ss.nterms)
             and _sc_work_reserve(w, n if n < SC_WINDOW else SC_WINDOW) < 0):
         return -1
@@ -1487,8 +1557,20 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
         if simd and (M.ww.nterms or M.ss.nterms):
             # fold the window (+ SC_LOOKAHEAD bytes) 64 bytes at a time
             fe = b + SC_LOOKAHEAD if b + SC_LOOKAHEAD < n else n
-            sc_fold_block(M.fold, d + a, fe - a, w.fb)
+            if sc_fold_window(M.fold, M.pflags, M.pfhigh, d + a, fe - a, w.fb, w.pm, &nul):
+                if pre != NULL:
+                    hits.n = h0     # not pure ASCII: the caller folds it, then scans again
+                    runs.n = r0
+                    return 2
+            anynul |= nul
             memset(w.fb + (fe - a), 0, 80)
+            # one more, zero block of pattern masks; past the text's end "can follow"
+            nb = (fe - a + 63) >> 6
+            w.pm[3 * nb] = 0
+            w.pm[3 * nb + 1] = 0
+            w.pm[3 * nb + 2] = 0
+            if fe == n:
+                w.pm[3 * ((fe - a) >> 6) + 1] |= (<uint64_t>1) << ((fe - a) & 63)
             sc_prof_mark(0)
         if simd and (M.ww.nterms or sspfx):
             # squeeze the window; find the word starts and test their keys with bit
@@ -1525,8 +1607,23 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
             _sc_roll_reset(&R)
             _sc_substrings(M, d, n, a, b, ostart, oend, msg, base, hits, &R)
         sc_prof_mark(4)
+        if fused and M.npat:
+            # pattern starts from the fold pass's masks; their hits wait in w.ph so that
+            # the rows keep the order of the separate pass (terms first, then patterns)
+            nws = sc_pat_from_masks(w.pm, b - a, (M.pflags[d[a - 1]] >> 2) & 1 if a > 0 else 0,
+                                    w.ws)
+            for k in range(nws):
+                _sc_pat_at(M, d, n, a + w.ws[k], ostart, oend, msg, base, &w.ph)
         a = b
-    if M.npat:
+    if fused:
+        if pre != NULL and anynul:
+            pre[0] = 2
+        for k in range(w.ph.n):
+            _sc_vec_push(hits, msg, w.ph.a[k].code, w.ph.a[k].start, w.ph.a[k].end)
+        if w.ph.oom:
+            hits.oom = 1
+        w.ph.n = 0
+    elif M.npat:
         _sc_patterns(M, d, n, ostart, oend, msg, base, hits)
     sc_prof_mark(5)
     _sc_encoded(M, d, n, ostart, oend, msg, base, runs)
@@ -1890,7 +1987,7 @@ cdef class ScanCore:
         work = self.pool.pop() if self.pool else _ScanWork()   # list ops are atomic
         try:
             with nogil:
-                rc = _sc_scan_one(&self.M, dp, n, osp, oep, 0, 0, &work.w, &hits, &runs)
+                rc = _sc_scan_one(&self.M, dp, n, osp, oep, 0, 0, &work.w, &hits, &runs, NULL)
             if rc < 0:
                 raise MemoryError("scan: out of memory")
             if as_lists:
@@ -1914,8 +2011,10 @@ cdef class ScanCore:
         cdef uint8_t acc
         cdef const uint8_t* bp
         cdef uint8_t zero = 0
-        cdef int rc = 0, pre
+        cdef int rc = 0, pre, r1
         cdef bint simd = _sc_use_simd > 0
+        cdef bint fused = _sc_fused(&self.M)
+        cdef Py_ssize_t h0, r0
         cdef SCWork w
         cdef SCVec hits
         cdef SCVec runs
@@ -1938,6 +2037,30 @@ cdef class ScanCore:
                     s = offsets[i]
                     e = offsets[i + 1]
                     sc_prof_mark(-1)
+                    if fused and rc >= 0 and e - s <= SC_MAX_BODY:
+                        # the pre-pass is part of the scan's fold pass (one read of the
+                        # bytes, not two): a body that is not pure ASCII stops the scan
+                        h0 = hits.n
+                        r0 = runs.n
+                        r1 = _sc_scan_one(&self.M, bp + s, e - s, NULL, NULL, <int32_t>i, 0,
+                                          &w, &hits, &runs, &pre)
+                        if r1 == 2:
+                            sv[i] = 1
+                            continue
+                        if r1 < 0:
+                            rc = -1             # out of memory: as below, fail closed
+                            hits.n = h0
+                            runs.n = r0
+                            pre = sc_prepass(bp + s, e - s)
+                            if pre == 1:
+                                sv[i] = 1
+                                continue
+                            fv[i] |= SC_F_ERROR
+                        if pre == 2:
+                            fv[i] |= SC_F_NUL
+                        if e - s > max_bytes:
+                            fv[i] |= SC_F_OVERSIZE
+                        continue
                     if simd:
                         pre = sc_prepass(bp + s, e - s)
                     else:
@@ -1958,7 +2081,7 @@ cdef class ScanCore:
                         fv[i] |= SC_F_ERROR     # positions are int32: refuse, fail closed
                         continue
                     if rc < 0 or _sc_scan_one(&self.M, bp + s, e - s, NULL, NULL, <int32_t>i,
-                                              0, &w, &hits, &runs) < 0:
+                                              0, &w, &hits, &runs, NULL) < 0:
                         fv[i] |= SC_F_ERROR      # out of memory: fail closed, keep going
                         rc = -1
             return _sc_vec_arrays(&hits), _sc_vec_arrays(&runs), flags, slow
