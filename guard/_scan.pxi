@@ -9,8 +9,8 @@
 #      separator (~1 byte in 4-6 of English). With AVX-512 (BW, VBMI, VBMI2, DQ, CD, IFMA) +
 #      BMI2, detected at run time, 64 bytes are folded per instruction (two-register byte
 #      permute of the fold table), their letters are packed by one vpcompressb into a
-#      letters-only stream with a word-start flag per letter (4 bytes of stores per 64
-#      input bytes, not 10 per byte), and word starts come out of a 64-bit mask;
+#      letters-only stream (not 10 bytes of stores per byte), and word starts come out of
+#      a 64-bit mask, listed by their index in that stream (one more vpcompressb);
 #      otherwise a branch-free scalar pass lists them. Pure-ASCII bodies are read in
 #      place: no Python-level Unicode work; other bodies are first folded by
 #      guard.normalize into a Latin skeleton with an offset map, then read the same way.
@@ -55,9 +55,10 @@
 #      are then mapped to ORIGINAL byte offsets.
 #   4. PATTERNS (PII): a pattern can only start at a byte that can begin it, after a
 #      non-word byte, before a byte its NFA accepts next (flags derived from the NFAs
-#      themselves): one SIMD pass tests all three on 64 bytes at a time (one load and one
-#      permute; the neighbours' flags are the masks shifted), so the
-#      bit-parallel NFAs run from a handful of positions instead of every word start.
+#      themselves): the fold pass reads all three flags off a second permute of the same
+#      64 bytes (without term lists, a pass of its own does; the neighbours' flags are the
+#      masks shifted), so the bit-parallel NFAs, all patterns side by side in one 64-bit
+#      state when they fit, run from a handful of positions instead of every word start.
 # Every step is linear: the rolling buffer squeezes each byte once per loop however many
 # probes overlap ("a a a a ..." against "aaa...ab"), patterns run as a 64-bit bit-parallel
 # NFA whose bounded repeats close in O(runs) per byte, encoded runs are found by skipping
