@@ -658,11 +658,36 @@ cdef extern from *:
             _mm256_set_epi32(16, 16, 16, 16, 16 | 8, 16 | 12, 16 | 14, 16 | 15),
             _mm256_set1_epi32(classes & 31));
         const long long M32 = 0xFFFFFFFFll, M40 = 0xFFFFFFFFFFll;
+        /* byte 4l of a vector of 32-bit lanes into all 8 bytes of 64-bit lane l, and the
+           offsets 0..7 within each 64-bit lane */
+        const __m512i krep = _mm512_set_epi8(
+            28, 28, 28, 28, 28, 28, 28, 28, 24, 24, 24, 24, 24, 24, 24, 24,
+            20, 20, 20, 20, 20, 20, 20, 20, 16, 16, 16, 16, 16, 16, 16, 16,
+            12, 12, 12, 12, 12, 12, 12, 12, 8, 8, 8, 8, 8, 8, 8, 8,
+            4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0);
+        const __m512i kinc = _mm512_set1_epi64(0x0706050403020100ll);
         for (g = 0; g < nv; g += 8) {
             __mmask8 lm = nv - g >= 8 ? 0xFF : (__mmask8)((1u << (nv - g)) - 1);
             __m256i J = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g));
-            __m512i key = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), lm, J,
-                                                      (const void*)sq, 1);
+            /* the keys: the 8 squeezed bytes at each start, cut out of the 128 bytes at
+               the group's first start by one two-register byte permute. A gather here
+               made the Bloom word gather below wait for it, and gathers do not overlap
+               one another: the two in a row cost ~4x the permute. Eight starts spanning
+               more than 120 letters (very long words) take the gather. */
+            int32_t j0 = wj[g];
+            __m512i key;
+            if (__builtin_expect(wj[g + (nv - g >= 8 ? 7 : nv - g - 1)] - j0 > 120, 0)) {
+                key = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), lm, J,
+                                                  (const void*)sq, 1);
+            } else {
+                __m512i rel = _mm512_castsi256_si512(
+                    _mm256_sub_epi32(J, _mm256_set1_epi32(j0)));
+                __m512i idx = _mm512_add_epi8(_mm512_permutexvar_epi8(krep, rel), kinc);
+                key = _mm512_maskz_permutex2var_epi8(
+                    (__mmask64)_pdep_u64(lm, 0x0101010101010101ull) * 0xFF,
+                    _mm512_loadu_si512((const void*)(sq + j0)), idx,
+                    _mm512_loadu_si512((const void*)(sq + j0 + 64)));
+            }
             /* the first fragment's length z is the distance to the next word start in
                the squeezed stream (capped at 8): the next entry of wj (wj[nw] is the
                next start or the sentinel), no second gather */
