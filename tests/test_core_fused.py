@@ -87,3 +87,15 @@ def test_bench_corpus_batches_identical_in_both_paths() -> None:
 def test_random_batches_identical_in_both_paths(msgs: list[bytes]) -> None:
     simd, portable = _modes(lambda: _batch(SCANNER, msgs))
     assert simd == portable
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["noforn", "blue falcon", "a", "x" * 25, "y" * 70, "zz9",
+                                 "Secretary", "123-45-6789", "-", ". ", "\n"]),
+                min_size=1, max_size=400).map(" ".join))
+def test_long_words_and_short_words_identical_in_both_paths(text: str) -> None:
+    # eight word starts spanning more than 120 letters take the gather, fewer the permute
+    sc = Scanner(full_lists(["noforn", "blue falcon", "xxxxxxxxxx"]))
+    data = text.encode()
+    simd, portable = _modes(lambda: _batch(sc, [data, data[::-1]]))
+    assert simd == portable
