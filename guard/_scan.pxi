@@ -307,8 +307,9 @@ cdef extern from *:
 
     /* The next run of >= minl bytes with b64[byte] != 0 at or after `from` (minl >= 16):
        64 bytes at a time, a block is skipped unless it holds 8 such bytes in a row (any
-       run of 16 or more has 8 in a row inside one block); only the rare flagged blocks
-       are walked byte by byte. Returns 1 and the run's [start, end) when found. */
+       run of 16 or more has 8 in a row inside one block) or its leading bytes complete
+       the run carried in; only the rare flagged blocks are walked byte by byte.
+       Returns 1 and the run's [start, end) when found. */
     __attribute__((target("avx512f,avx512bw,avx512vbmi")))
     static int sc_find_run(const uint8_t* b64, const uint8_t* d, Py_ssize_t n,
                            Py_ssize_t from, Py_ssize_t minl, Py_ssize_t* rs, Py_ssize_t* re) {
@@ -323,7 +324,10 @@ cdef extern from *:
                 uint64_t m = _mm512_test_epi8_mask(t, t) & ~_mm512_movepi8_mask(x);
                 uint64_t r = m & (m >> 1); r &= r >> 2; r &= r >> 4;
                 if (wide) r &= r >> 8;
-                if (r) break;
+                /* a run carried in from the walk of the block before may reach minl
+                   with this block's leading bytes alone (this skip used to drop it: an
+                   encoded run left uninspected) */
+                if (r || run + __builtin_ctzll(~m) >= minl) break;
                 /* no long stretch here: only the ones at the block's end carry on */
                 run = __builtin_clzll(~m);
                 i += 64;

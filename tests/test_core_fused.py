@@ -99,3 +99,15 @@ def test_long_words_and_short_words_identical_in_both_paths(text: str) -> None:
     data = text.encode()
     simd, portable = _modes(lambda: _batch(sc, [data, data[::-1]]))
     assert simd == portable
+
+
+@pytest.mark.parametrize("lead", [0, 1, 7, 40, 57, 63])
+@pytest.mark.parametrize("length", [64, 70, 100])
+def test_encoded_run_carried_into_a_short_block(lead: int, length: int) -> None:
+    # the run starts in one block and ends early in the next, whose own bytes are short
+    # alphabet stretches (words): the block skip must not drop it (fail open)
+    sc = Scanner([TermList("d", "dirty", ["noforn"])])
+    data = b"." * lead + b"y" * length + b" nrofon" * 12
+    simd, portable = _modes(lambda: sc.scan(data).encoded)
+    assert simd == portable
+    assert [(m.start, m.end) for m in simd] == [(lead, lead + length)]
