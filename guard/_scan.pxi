@@ -9,8 +9,8 @@
 #      separator (~1 byte in 4-6 of English). With AVX-512 (BW, VBMI, VBMI2, DQ, CD, IFMA) +
 #      BMI2, detected at run time, 64 bytes are folded per instruction (two-register byte
 #      permute of the fold table), their letters are packed by one vpcompressb into a
-#      letters-only stream with a word-start flag per letter (4 bytes of stores per 64
-#      input bytes, not 10 per byte), and word starts come out of a 64-bit mask;
+#      letters-only stream (not 10 bytes of stores per byte), and word starts come out of
+#      a 64-bit mask, listed by their index in that stream (one more vpcompressb);
 #      otherwise a branch-free scalar pass lists them. Pure-ASCII bodies are read in
 #      place: no Python-level Unicode work; other bodies are first folded by
 #      guard.normalize into a Latin skeleton with an offset map, then read the same way.
@@ -55,9 +55,10 @@
 #      are then mapped to ORIGINAL byte offsets.
 #   4. PATTERNS (PII): a pattern can only start at a byte that can begin it, after a
 #      non-word byte, before a byte its NFA accepts next (flags derived from the NFAs
-#      themselves): one SIMD pass tests all three on 64 bytes at a time (one load and one
-#      permute; the neighbours' flags are the masks shifted), so the
-#      bit-parallel NFAs run from a handful of positions instead of every word start.
+#      themselves): the fold pass reads all three flags off a second permute of the same
+#      64 bytes (without term lists, a pass of its own does; the neighbours' flags are the
+#      masks shifted), so the bit-parallel NFAs, all patterns side by side in one 64-bit
+#      state when they fit, run from a handful of positions instead of every word start.
 # Every step is linear: the rolling buffer squeezes each byte once per loop however many
 # probes overlap ("a a a a ..." against "aaa...ab"), patterns run as a 64-bit bit-parallel
 # NFA whose bounded repeats close in O(runs) per byte, encoded runs are found by skipping
@@ -145,10 +146,13 @@ ctypedef struct SCWork:
     uint64_t* ck                # candidate keys (SIMD path)
     int32_t* chm                # candidate class masks (SIMD path)
     uint8_t* sq                 # squeezed letters of the window (SIMD path)
-    uint8_t* sf                 # 1 where a squeezed letter starts a raw word (SIMD path)
-    int32_t* wj                 # squeezed index of each word start (SIMD path)
+    int32_t* wj                 # squeezed index of each word start (SIMD path; window, then
+                                # look-ahead)
     uint64_t* bm                # letter mask of each 64-byte block of fb (SIMD path)
     int32_t* bn                 # squeezed index of each block's first letter (SIMD path)
+    uint64_t* pm                # pattern start / next / word-character masks, 3 per block of
+                                # fb (SIMD path: read off the fold pass, see sc_fold_window)
+    SCVec ph                    # pattern hits of the windows, appended after the terms' hits
     Py_ssize_t cap
 
 ctypedef struct SCRoll:         # a rolling squeezed stretch of text (verification only)
@@ -182,6 +186,13 @@ ctypedef struct SCMatcher:
     const uint64_t* pstart  # closure of the start state
     const int32_t* plen
     const uint8_t* pcan     # 256: byte can start some pattern
+    int pc_ok               # all patterns side by side in one 64-bit NFA (see _sc_pat_at)
+    int pc_nrun
+    uint64_t pc_start       # their start closures, each at its offset
+    uint64_t pc_acc         # their accepting bits (one past each pattern's last position)
+    const uint64_t* pc_cm   # 256 masks
+    const uint64_t* pc_runs # pc_nrun (trigger, fill) pairs
+    const uint8_t* pc_pat   # 64: the pattern whose accepting bit is bit k
     const uint8_t* pflags   # 256: bit 0 can start a pattern, bit 1 can be the second byte
                             # of a match (or end a one-byte match), bit 2 word character
     uint8_t pfhigh          # the same flags, conservative, for any byte >= 0x80 (SIMD)
@@ -201,6 +212,26 @@ cdef extern from *:
     #include <stdint.h>
     #define SC_SHARED_WORDS 256u
 
+    /* Phase counters (rdtsc ticks) for profiling, compiled in only with -DSC_PROF=1
+       (CFLAGS=-DSC_PROF=1 python setup.py build_ext --inplace): perf has no hardware
+       counters in the VMs the bench runs on. */
+    #ifndef SC_PROF
+    #define SC_PROF 0
+    #endif
+    static unsigned long long sc_prof_t[16];
+    #if SC_PROF
+    static unsigned long long sc_prof_last;
+    #endif
+    static inline void sc_prof_mark(int phase) {
+    #if SC_PROF
+        unsigned long long t = __rdtsc();
+        if (phase >= 0) sc_prof_t[phase] += t - sc_prof_last;
+        sc_prof_last = t;
+    #else
+        (void)phase;
+    #endif
+    }
+
     /* AVX-512 (BW + VBMI) + BMI2 hot path, dispatched at run time (the build uses no
        -march flag, so the attributes below enable the instructions per function). */
     static int sc_simd_ok = -1;
@@ -217,26 +248,68 @@ cdef extern from *:
         return sc_simd_ok;
     }
 
-    /* out[i] = fold[d[i]] for i < n (fold[b] == b for b >= 0x80), 64 bytes per step:
-       one two-register byte permute looks the low 128 entries up. */
+    /* out[i] = fold[d[i]] for i < n (fold[b] == b for b >= 0x80), 64 bytes per step (one
+       two-register byte permute looks the low 128 entries up), plus what the other
+       whole-body passes need from the same bytes (one load and two byte permutes per 64
+       bytes instead of three more passes over the body): pm[3k..3k+2]
+       = the pattern flags of block k as masks (bit 0 can start, bit 1 can follow, bit 2
+       word character: SCMatcher.pflags, hiflag for bytes >= 0x80), *nul = any NUL byte;
+       returns the mask of bytes >= 0x80 (nonzero: the body is not pure ASCII). out gets
+       whole 64-byte blocks (zero-filled past n: the caller's buffer has the slack). */
     __attribute__((target("avx512f,avx512bw,avx512vbmi")))
-    static void sc_fold_block(const uint8_t* fold, const uint8_t* d, Py_ssize_t n, uint8_t* out) {
+    static uint64_t sc_fold_window(const uint8_t* fold, const uint8_t* pflags, int hiflag,
+                                   const uint8_t* d, Py_ssize_t n, uint8_t* out, uint64_t* pm,
+                                   uint64_t* nul) {
         __m512i lo = _mm512_loadu_si512((const void*)fold);
         __m512i hi = _mm512_loadu_si512((const void*)(fold + 64));
-        Py_ssize_t i = 0;
-        for (; i + 64 <= n; i += 64) {
-            __m512i x = _mm512_loadu_si512((const void*)(d + i));
+        __m512i plo = _mm512_loadu_si512((const void*)pflags);
+        __m512i phi = _mm512_loadu_si512((const void*)(pflags + 64));
+        __m512i hv = _mm512_set1_epi8((char)hiflag);
+        __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2), four = _mm512_set1_epi8(4);
+        uint64_t anyhi = 0, anynul = 0;
+        for (Py_ssize_t i = 0; i < n; i += 64) {
+            __mmask64 kx = n - i >= 64 ? ~0ull : ((1ull << (n - i)) - 1);
+            __m512i x = _mm512_maskz_loadu_epi8(kx, (const void*)(d + i));
+            __mmask64 h = _mm512_movepi8_mask(x);
             __m512i f = _mm512_permutex2var_epi8(lo, x, hi);
-            f = _mm512_mask_mov_epi8(f, _mm512_movepi8_mask(x), x);
-            _mm512_storeu_si512((void*)(out + i), f);
+            _mm512_storeu_si512((void*)(out + i), _mm512_mask_mov_epi8(f, h, x));
+            __m512i px = _mm512_mask_mov_epi8(_mm512_permutex2var_epi8(plo, x, phi), h, hv);
+            pm[3 * (i >> 6)] = _mm512_mask_test_epi8_mask(kx, px, one);
+            pm[3 * (i >> 6) + 1] = _mm512_mask_test_epi8_mask(kx, px, two);
+            pm[3 * (i >> 6) + 2] = _mm512_mask_test_epi8_mask(kx, px, four);
+            anyhi |= h;
+            anynul |= _mm512_mask_testn_epi8_mask(kx, x, x);
         }
-        for (; i < n; i++) out[i] = fold[d[i]];
+        *nul = anynul;
+        return anyhi;
+    }
+
+    /* Pattern start candidates of the window [0, len) from the masks of sc_fold_window,
+       as sc_pat_candidates finds them: the next byte's flag comes from the next block's
+       mask (the caller gives pm one more, zero block, with the "can follow" bit set at
+       the text's end when the window reaches it), the previous byte's from wprev0 at 0. */
+    static Py_ssize_t sc_pat_from_masks(const uint64_t* pm, Py_ssize_t len, uint64_t wprev0,
+                                        int32_t* out) {
+        Py_ssize_t nc = 0;
+        uint64_t wprev = wprev0;
+        for (Py_ssize_t k = 0; 64 * k < len; k++) {
+            uint64_t st = pm[3 * k], co = pm[3 * k + 1], wd = pm[3 * k + 2];
+            uint64_t c = st & ((co >> 1) | (pm[3 * k + 4] << 63)) & ~((wd << 1) | wprev);
+            wprev = wd >> 63;
+            if (len - 64 * k < 64) c &= (1ull << (len - 64 * k)) - 1;
+            while (c) {
+                out[nc++] = (int32_t)(64 * k + __builtin_ctzll(c));
+                c &= c - 1;
+            }
+        }
+        return nc;
     }
 
     /* The next run of >= minl bytes with b64[byte] != 0 at or after `from` (minl >= 16):
        64 bytes at a time, a block is skipped unless it holds 8 such bytes in a row (any
-       run of 16 or more has 8 in a row inside one block); only the rare flagged blocks
-       are walked byte by byte. Returns 1 and the run's [start, end) when found. */
+       run of 16 or more has 8 in a row inside one block) or its leading bytes complete
+       the run carried in; only the rare flagged blocks are walked byte by byte.
+       Returns 1 and the run's [start, end) when found. */
     __attribute__((target("avx512f,avx512bw,avx512vbmi")))
     static int sc_find_run(const uint8_t* b64, const uint8_t* d, Py_ssize_t n,
                            Py_ssize_t from, Py_ssize_t minl, Py_ssize_t* rs, Py_ssize_t* re) {
@@ -251,7 +324,10 @@ cdef extern from *:
                 uint64_t m = _mm512_test_epi8_mask(t, t) & ~_mm512_movepi8_mask(x);
                 uint64_t r = m & (m >> 1); r &= r >> 2; r &= r >> 4;
                 if (wide) r &= r >> 8;
-                if (r) break;
+                /* a run carried in from the walk of the block before may reach minl
+                   with this block's leading bytes alone (this skip used to drop it: an
+                   encoded run left uninspected) */
+                if (r || run + __builtin_ctzll(~m) >= minl) break;
                 /* no long stretch here: only the ones at the block's end carry on */
                 run = __builtin_clzll(~m);
                 i += 64;
@@ -507,25 +583,35 @@ cdef extern from *:
 
     /* Whole-word candidates of the window [a, b), AVX-512 (BW, VBMI2, DQ, CD) + BMI2.
        1. Squeeze: the letters of the folded bytes fb[0:fb_end] (window + look-ahead) are
-          packed 64 bytes per vpcompressb into sq, with sf[j] = 1 where squeezed character
-          j begins a raw word; the word starts inside the window are listed twice: raw
-          position (cp) and squeezed index (wj).
+          packed 64 bytes per vpcompressb into sq, and the squeezed index of every word
+          start is listed in wj (the nw starts inside the window first, then those of the
+          look-ahead: the one after the last window start gives its first fragment's
+          length). Only squeezed indices are listed: raw positions are needed for the few
+          candidates alone, and come from the block letter masks bm and the squeezed index
+          bn of each block's first letter. The listing is one vpcompressb of a byte iota
+          and two widenings per block: listing both raw and squeezed positions with eight
+          vpcompressd and their broadcasts saturated the shuffle port (~2.5x slower).
        2. Eight word starts at a time gather their first 8 squeezed characters (the key:
-          separators are skipped for free, so "N.O.F.O.R.N" keys as "NOFORN") and the
-          start flags that give the first fragment's length, then test every prefix class
+          separators are skipped for free, so "N.O.F.O.R.N" keys as "NOFORN"), take the
+          first fragment's length from the next start, then test every prefix class
           with gathered Bloom words; a key may run across a hard gap, which only costs an
           extra probe (verification rejects it). Starts too close to a cut window end are
-          done by sc_ww_hm_one. Writes candidates (position, key, class mask) over cp. */
+          done by sc_ww_hm_one. A passing lane leaves one word (squeezed index | class
+          mask << 24: one vpcompressd, not three); the rare candidates are then written
+          out as (raw position cp, key ck, class mask chm). */
     __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512dq,avx512cd,avx512vl,avx512ifma,bmi2,popcnt")))
     static Py_ssize_t sc_ww_candidates(const uint8_t* fold, const uint8_t* cls,
             const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b, const uint8_t* fb,
             Py_ssize_t fb_end, const uint64_t* bits, const uint64_t* bitsl, uint32_t shift,
-            int classes, uint8_t* sq, uint8_t* sf, int32_t* wj, int32_t* cp, uint64_t* ck,
+            int classes, uint8_t* sq, int32_t* wj, int32_t* cp, uint64_t* ck,
             int32_t* chm, uint64_t* bm, int32_t* bn, Py_ssize_t* nsq_win, int keys) {
-        Py_ssize_t len = b - a, nsq = 0, nw = 0, nc = 0, g, k, nwin = 0;
+        Py_ssize_t len = b - a, nsq = 0, nw = 0, nt = 0, nc = 0, g, k, nwin = 0;
         uint64_t carry = (a > 0 && fold[d[a - 1]]) ? 1 : 0;
-        const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-        const __m512i one8 = _mm512_set1_epi8(1);
+        const __m512i biota = _mm512_set_epi8(
+            63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48,
+            47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32,
+            31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+            15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
         for (Py_ssize_t i = 0; i < fb_end; i += 64) {
             __m512i f = _mm512_loadu_si512((const void*)(fb + i));
             uint64_t m = _mm512_test_epi8_mask(f, f);
@@ -538,40 +624,37 @@ cdef extern from *:
             if (i < len)
                 nwin = nsq + __builtin_popcountll(len - i >= 64 ? m : m & ((1ull << (len - i)) - 1));
             _mm512_storeu_si512((void*)(sq + nsq), _mm512_maskz_compress_epi8(m, f));
-            uint64_t sst = _pext_u64(st, m), sstl = _pext_u64(stl, m);
-            _mm512_storeu_si512((void*)(sf + nsq), _mm512_maskz_mov_epi8(sst, one8));
-            /* the raw and the squeezed quarters hold different starts: two counters
-               (both lists get popcount(stl) entries per block) */
-            Py_ssize_t nr = nw, ns = nw;
-            for (int q = 0; q < 4 && stl; q++) {
-                __mmask16 r = (__mmask16)(stl >> (16 * q)), s = (__mmask16)(sstl >> (16 * q));
-                _mm512_storeu_si512((void*)(cp + nr), _mm512_maskz_compress_epi32(r,
-                    _mm512_add_epi32(iota, _mm512_set1_epi32((int)(a + i + 16 * q)))));
-                _mm512_storeu_si512((void*)(wj + ns), _mm512_maskz_compress_epi32(s,
-                    _mm512_add_epi32(iota, _mm512_set1_epi32((int)(nsq + 16 * q)))));
-                nr += __builtin_popcount(r);
-                ns += __builtin_popcount(s);
+            /* squeezed offsets of the starts in this block, as bytes, then widened */
+            uint64_t sst = _pext_u64(st, m);
+            int cnt = __builtin_popcountll(sst);
+            __m512i off = _mm512_maskz_compress_epi8(sst, biota);
+            __m512i base = _mm512_set1_epi32((int)nsq);
+            _mm512_storeu_si512((void*)(wj + nt),
+                _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_castsi512_si128(off)), base));
+            _mm512_storeu_si512((void*)(wj + nt + 16),
+                _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 1)), base));
+            if (__builtin_expect(cnt > 32, 0)) {   /* one-letter words: "a a a a ..." */
+                _mm512_storeu_si512((void*)(wj + nt + 32),
+                    _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 2)), base));
+                _mm512_storeu_si512((void*)(wj + nt + 48),
+                    _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 3)), base));
             }
-            nw = nr;
+            nt += cnt;
+            nw += __builtin_popcountll(stl);
             nsq += __builtin_popcountll(m);
         }
         bn[(fb_end + 63) >> 6] = (int32_t)nsq;
         *nsq_win = nwin;
+        sc_prof_mark(1);
         memset(sq + nsq, 0, 80);   /* the substring pass reads 4 bytes past any letter */
-        memset(sf + nsq, 1, 16);
         if (!keys)
             return 0;   /* squeeze only: for the substring pass */
-        if (nw > 0) {   /* sentinel: the squeezed index of the start after the last one */
-            Py_ssize_t js = wj[nw - 1] + 1;
-            while (!sf[js]) js++;
-            wj[nw] = (int32_t)js;
-        }
+        if (nt == nw)   /* sentinel: no start after the last one, the letters end */
+            wj[nw] = (int32_t)nsq;
         /* starts whose 8 characters may lie past the squeezed look-ahead: scalar */
         Py_ssize_t nv = nw;
-        int32_t tailp[16];      /* at most 9 starts lie in the last 9 squeezed letters */
         if (a + fb_end < n)
             while (nv > 0 && wj[nv - 1] + 9 > nsq) nv--;
-        for (k = nv; k < nw; k++) tailp[k - nv] = cp[k];   /* the vector stores clobber */
         const __m128i shiftv = _mm_cvtsi32_si128(26 + (int)(shift & 31));
         const int shared = (shift & SC_SHARED_WORDS) != 0;
         /* allowed classes by first-fragment length z = 1..8 (index z - 1), 32-bit lanes */
@@ -579,15 +662,39 @@ cdef extern from *:
             _mm256_set_epi32(16, 16, 16, 16, 16 | 8, 16 | 12, 16 | 14, 16 | 15),
             _mm256_set1_epi32(classes & 31));
         const long long M32 = 0xFFFFFFFFll, M40 = 0xFFFFFFFFFFll;
+        /* byte 4l of a vector of 32-bit lanes into all 8 bytes of 64-bit lane l, and the
+           offsets 0..7 within each 64-bit lane */
+        const __m512i krep = _mm512_set_epi8(
+            28, 28, 28, 28, 28, 28, 28, 28, 24, 24, 24, 24, 24, 24, 24, 24,
+            20, 20, 20, 20, 20, 20, 20, 20, 16, 16, 16, 16, 16, 16, 16, 16,
+            12, 12, 12, 12, 12, 12, 12, 12, 8, 8, 8, 8, 8, 8, 8, 8,
+            4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0);
+        const __m512i kinc = _mm512_set1_epi64(0x0706050403020100ll);
         for (g = 0; g < nv; g += 8) {
             __mmask8 lm = nv - g >= 8 ? 0xFF : (__mmask8)((1u << (nv - g)) - 1);
             __m256i J = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g));
-            __m256i P = _mm256_maskz_loadu_epi32(lm, (const void*)(cp + g));
-            __m512i key = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), lm, J,
-                                                      (const void*)sq, 1);
+            /* the keys: the 8 squeezed bytes at each start, cut out of the 128 bytes at
+               the group's first start by one two-register byte permute. A gather here
+               made the Bloom word gather below wait for it, and gathers do not overlap
+               one another: the two in a row cost ~4x the permute. Eight starts spanning
+               more than 120 letters (very long words) take the gather. */
+            int32_t j0 = wj[g];
+            __m512i key;
+            if (__builtin_expect(wj[g + (nv - g >= 8 ? 7 : nv - g - 1)] - j0 > 120, 0)) {
+                key = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), lm, J,
+                                                  (const void*)sq, 1);
+            } else {
+                __m512i rel = _mm512_castsi256_si512(
+                    _mm256_sub_epi32(J, _mm256_set1_epi32(j0)));
+                __m512i idx = _mm512_add_epi8(_mm512_permutexvar_epi8(krep, rel), kinc);
+                key = _mm512_maskz_permutex2var_epi8(
+                    (__mmask64)_pdep_u64(lm, 0x0101010101010101ull) * 0xFF,
+                    _mm512_loadu_si512((const void*)(sq + j0)), idx,
+                    _mm512_loadu_si512((const void*)(sq + j0 + 64)));
+            }
             /* the first fragment's length z is the distance to the next word start in
                the squeezed stream (capped at 8): the next entry of wj (wj[nw] is the
-               sentinel), no second gather */
+               next start or the sentinel), no second gather */
             __m256i Jn = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g + 1));
             __m256i zi = _mm256_min_epu32(
                 _mm256_sub_epi32(_mm256_sub_epi32(Jn, J), _mm256_set1_epi32(1)),
@@ -632,18 +739,33 @@ cdef extern from *:
             /* the candidates are compressed out unconditionally (no lane: nothing moves;
                the buffers have 64 entries of slack) */
             __mmask8 c = _mm256_test_epi32_mask(hm, hm);
-            _mm256_storeu_si256((void*)(cp + nc), _mm256_maskz_compress_epi32(c, P));
-            _mm512_storeu_si512((void*)(ck + nc), _mm512_maskz_compress_epi64(c, key));
-            _mm256_storeu_si256((void*)(chm + nc), _mm256_maskz_compress_epi32(c, hm));
+            __m256i packed = _mm256_or_si256(J, _mm256_slli_epi32(hm, 24));
+            _mm256_storeu_si256((void*)(cp + nc), _mm256_maskz_compress_epi32(c, packed));
             nc += __builtin_popcount(c);
+        }
+        /* the candidates' raw positions (the r-th letter of a block is the r-th set bit
+           of its mask) and keys (the 8 bytes the gather read) */
+        Py_ssize_t blk = 0;
+        for (k = 0; k < nc; k++) {
+            uint32_t v = (uint32_t)cp[k];
+            int32_t j = (int32_t)(v & 0xFFFFFF);
+            while (bn[blk + 1] <= j) blk++;
+            uint64_t bit = _pdep_u64(1ull << (j - bn[blk]), bm[blk]);
+            cp[k] = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
+            chm[k] = (int32_t)(v >> 24);
+            memcpy(&ck[k], sq + j, 8);
         }
         for (k = nv; k < nw; k++) {
             uint64_t kk;
-            int32_t pk = tailp[k - nv];
+            int32_t j = wj[k];
+            while (bn[blk + 1] <= j) blk++;
+            uint64_t bit = _pdep_u64(1ull << (j - bn[blk]), bm[blk]);
+            int32_t pk = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
             int hmk = sc_ww_hm_one(fold, cls, d, n, pk, bits, bitsl, shift, classes, &kk);
             cp[nc] = pk; ck[nc] = kk; chm[nc] = hmk;
             nc += hmk != 0;
         }
+        sc_prof_mark(2);
         return nc;
     }
 
@@ -688,6 +810,9 @@ cdef extern from *:
     }
     """
     int sc_simd_available() nogil
+    void sc_prof_mark(int phase) nogil
+    int SC_PROF
+    unsigned long long sc_prof_t[16]
     int sc_prepass(const uint8_t* d, Py_ssize_t n) nogil
     int sc_bloom(const uint64_t* bits, uint32_t shift, uint64_t key) nogil
     uint64_t sc_long5(uint64_t k) nogil
@@ -696,14 +821,18 @@ cdef extern from *:
                                 int32_t* out) nogil
     int sc_find_run(const uint8_t* b64, const uint8_t* d, Py_ssize_t n, Py_ssize_t start,
                     Py_ssize_t minl, Py_ssize_t* rs, Py_ssize_t* re) nogil
-    void sc_fold_block(const uint8_t* fold, const uint8_t* d, Py_ssize_t n, uint8_t* out) nogil
+    uint64_t sc_fold_window(const uint8_t* fold, const uint8_t* pflags, int hiflag,
+                            const uint8_t* d, Py_ssize_t n, uint8_t* out, uint64_t* pm,
+                            uint64_t* nul) nogil
+    Py_ssize_t sc_pat_from_masks(const uint64_t* pm, Py_ssize_t len, uint64_t wprev0,
+                                 int32_t* out) nogil
     Py_ssize_t sc_pat_candidates(const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b,
                                  const uint8_t* flags, int hiflag, int32_t* out) nogil
     Py_ssize_t sc_ww_candidates(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
                                 Py_ssize_t n, Py_ssize_t a, Py_ssize_t b, const uint8_t* fb,
                                 Py_ssize_t fb_end, const uint64_t* bits,
                                 const uint64_t* bitsl, uint32_t shift, int classes,
-                                uint8_t* sq, uint8_t* sf, int32_t* wj, int32_t* cp,
+                                uint8_t* sq, int32_t* wj, int32_t* cp,
                                 uint64_t* ck, int32_t* chm, uint64_t* bm, int32_t* bn,
                                 Py_ssize_t* nsq_win, int keys) nogil
     Py_ssize_t sc_ss_prefix_candidates(const uint8_t* sq, Py_ssize_t nsq, const uint8_t* pfx,
@@ -757,6 +886,7 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
     # substring candidates, up to one per byte ("pppp..." when a term starts with "pp"):
     # it has room for all of them, not only for the word starts.
     cdef Py_ssize_t k = n // 2 + 64
+    cdef Py_ssize_t kw = (n + SC_LOOKAHEAD) // 2 + 160   # + whole-vector listing stores
     cdef Py_ssize_t nblk = (n + SC_LOOKAHEAD) // 64 + 4
     if n <= w.cap:
         return 0
@@ -764,14 +894,15 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
     w.ws = <int32_t*>malloc((n + 64) * sizeof(int32_t))
     w.bm = <uint64_t*>malloc(nblk * sizeof(uint64_t))
     w.bn = <int32_t*>malloc(nblk * sizeof(int32_t))
+    w.pm = <uint64_t*>malloc(3 * nblk * sizeof(uint64_t))
     w.fb = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
     w.ck = <uint64_t*>malloc(k * sizeof(uint64_t))
     w.chm = <int32_t*>malloc(k * sizeof(int32_t))
     w.sq = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
-    w.sf = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
-    w.wj = <int32_t*>malloc(k * sizeof(int32_t))
+    w.wj = <int32_t*>malloc(kw * sizeof(int32_t))
     if (w.ws == NULL or w.fb == NULL or w.ck == NULL or w.chm == NULL or w.sq == NULL
-            or w.sf == NULL or w.wj == NULL or w.bm == NULL or w.bn == NULL):
+            or w.wj == NULL or w.bm == NULL or w.bn == NULL
+            or w.pm == NULL):
         _sc_work_free(w)
         return -1
     w.cap = n
@@ -779,12 +910,13 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
 
 
 cdef void _sc_work_free(SCWork* w) noexcept nogil:
-    free(w.ws); free(w.fb); free(w.ck); free(w.chm); free(w.sq); free(w.sf); free(w.wj)
-    free(w.bm); free(w.bn)
+    free(w.ws); free(w.fb); free(w.ck); free(w.chm); free(w.sq); free(w.wj)
+    free(w.bm); free(w.bn); free(w.pm); free(w.ph.a)
+    w.pm = NULL
+    memset(&w.ph, 0, sizeof(SCVec))
     w.bm = NULL
     w.bn = NULL
     w.sq = NULL
-    w.sf = NULL
     w.wj = NULL
     w.ws = NULL
     w.fb = NULL
@@ -1241,10 +1373,48 @@ cdef void _sc_pat_at(const SCMatcher* M, const uint8_t* d, Py_ssize_t n, Py_ssiz
                      SCVec* hits) noexcept nogil:
     """Run every pattern's bit-parallel NFA from position i (a candidate start)."""
     cdef Py_ssize_t j, best
-    cdef int p, L, r, nr
-    cdef uint64_t st, x, acc
+    cdef int p, L, r, nr, bit
+    cdef uint64_t st, x, acc, found, a
     cdef const uint64_t* cm
     cdef const uint64_t* runs
+    cdef int32_t bestb[64]
+    if M.pc_ok:
+        # all patterns at once: each has its own bits (positions, then its accepting bit,
+        # which no mask lets through, so nothing leaks into the next pattern), and the
+        # one loop ends when every pattern has died: one exit per start instead of one per
+        # pattern (mispredicted exits were most of the cost of the shipped PII patterns)
+        cm = M.pc_cm
+        runs = M.pc_runs
+        nr = M.pc_nrun
+        acc = M.pc_acc
+        st = M.pc_start
+        found = 0
+        j = i
+        while j < n:
+            st = (st & cm[d[j]]) << 1
+            for r in range(nr):
+                x = st & runs[2 * r]
+                st |= runs[2 * r + 1] & ~((x & (~x + 1)) - 1)
+            if st == 0:
+                break
+            if st & acc:
+                if j + 1 == n or not M.alnum[d[j + 1]]:
+                    a = st & acc
+                    found |= a
+                    while a:
+                        bestb[__builtin_ctzll(a)] = <int32_t>(j + 1 - i)
+                        a &= a - 1
+            j += 1
+        while found:        # lowest bit first: pattern order, as the loop below
+            bit = __builtin_ctzll(found)
+            found &= found - 1
+            best = i + bestb[bit]
+            p = M.pc_pat[bit]
+            if ostart != NULL:
+                _sc_vec_push(hits, msg, M.nterms + p, ostart[i], oend[best - 1])
+            else:
+                _sc_vec_push(hits, msg, M.nterms + p, base + i, base + best)
+        return
     for p in range(M.npat):
         cm = M.pcm + p * 256
         if not (cm[d[i]] & M.pstart[p]):
@@ -1296,7 +1466,11 @@ cdef void _sc_patterns(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
         a = 0
         while a < n:
             b = a + SC_PAT_CHUNK if a + SC_PAT_CHUNK < n else n
+            sc_prof_mark(5)
             nc = sc_pat_candidates(d, n, a, b, pf, M.pfhigh, cand)
+            sc_prof_mark(9)
+            if SC_PROF:
+                sc_prof_t[10] += nc
             for k in range(nc):
                 _sc_pat_at(M, d, n, cand[k], ostart, oend, msg, base, hits)
             a = b
@@ -1421,16 +1595,32 @@ cdef int _sc_apply_clean(const SCMatcher* M, SCVec* hits, Py_ssize_t h0) noexcep
     return 0
 
 
+cdef inline bint _sc_fused(const SCMatcher* M) noexcept nogil:
+    """Whether _sc_scan_one folds bodies with sc_fold_window (SIMD path with terms): it
+    then finds the pattern starts and does the batch pre-pass in that same pass."""
+    return _sc_use_simd > 0 and (M.ww.nterms != 0 or M.ss.nterms != 0)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
                       const int32_t* ostart, const int32_t* oend, int32_t msg, int64_t base,
-                      SCWork* w, SCVec* hits, SCVec* runs) noexcept nogil:
-    """Scan one folded body d[0:n]; hits get original offsets (+ base when identity)."""
-    cdef Py_ssize_t h0 = hits.n, a, b, nws, k, fe = 0, nsqw = 0
+                      SCWork* w, SCVec* hits, SCVec* runs, int* pre) noexcept nogil:
+    """Scan one folded body d[0:n]; hits get original offsets (+ base when identity).
+
+    pre (batch pre-pass fused into the fold, see _sc_fused): NULL, or gets 2 when the
+    body holds a NUL byte (else 0); the scan then stops at the first byte >= 0x80 and
+    returns 2 with nothing recorded (the caller folds that body first)."""
+    cdef Py_ssize_t h0 = hits.n, r0 = runs.n, a, b, nws, k, fe = 0, nsqw = 0, nb
     cdef SCRoll R
     cdef bint simd = _sc_use_simd > 0
     cdef bint sspfx = M.ss.nterms > 0 and M.ss_npfx > 0
+    cdef bint fused = _sc_fused(M)
+    cdef uint64_t nul = 0, anynul = 0
+    cdef Py_ssize_t p0
+    if pre != NULL:
+        pre[0] = 0
+    w.ph.n = 0
     if ((M.ww.nterms or M.ss.nterms)
             and _sc_work_reserve(w, n if n < SC_WINDOW else SC_WINDOW) < 0):
         return -1
@@ -1442,20 +1632,36 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
         if simd and (M.ww.nterms or M.ss.nterms):
             # fold the window (+ SC_LOOKAHEAD bytes) 64 bytes at a time
             fe = b + SC_LOOKAHEAD if b + SC_LOOKAHEAD < n else n
-            sc_fold_block(M.fold, d + a, fe - a, w.fb)
+            if sc_fold_window(M.fold, M.pflags, M.pfhigh, d + a, fe - a, w.fb, w.pm, &nul):
+                if pre != NULL:
+                    hits.n = h0     # not pure ASCII: the caller folds it, then scans again
+                    runs.n = r0
+                    return 2
+            anynul |= nul
             memset(w.fb + (fe - a), 0, 80)
+            # one more, zero block of pattern masks; past the text's end "can follow"
+            nb = (fe - a + 63) >> 6
+            w.pm[3 * nb] = 0
+            w.pm[3 * nb + 1] = 0
+            w.pm[3 * nb + 2] = 0
+            if fe == n:
+                w.pm[3 * ((fe - a) >> 6) + 1] |= (<uint64_t>1) << ((fe - a) & 63)
+            sc_prof_mark(0)
         if simd and (M.ww.nterms or sspfx):
             # squeeze the window; find the word starts and test their keys with bit
             # masks (whole-word terms only); probe candidates
             nws = sc_ww_candidates(M.fold, M.cls, d, n, a, b, w.fb, fe - a, M.ww.bits,
-                                   M.ww.bitsl, M.ww.shift, M.ww.classes, w.sq, w.sf, w.wj,
+                                   M.ww.bitsl, M.ww.shift, M.ww.classes, w.sq, w.wj,
                                    w.ws, w.ck, w.chm, w.bm, w.bn, &nsqw, M.ww.nterms != 0)
             if M.ww.nterms:
                 _sc_roll_reset(&R)
                 _sc_prefetch_slots(&M.ww, w.chm, w.ck, nws)
+                if SC_PROF:
+                    sc_prof_t[11] += nws
                 for k in range(nws):
                     _sc_probe(M, &M.ww, True, w.chm[k], w.ck[k], d, n, w.ws[k], ostart,
                               oend, msg, base, hits, &R)
+                sc_prof_mark(3)
         elif M.ww.nterms:
             nws = _sc_word_starts(M.fold, d, a, b, w.ws)
             _sc_roll_reset(&R)
@@ -1475,12 +1681,31 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
         elif M.ss.nterms:
             _sc_roll_reset(&R)
             _sc_substrings(M, d, n, a, b, ostart, oend, msg, base, hits, &R)
+        sc_prof_mark(4)
+        if fused and M.npat:
+            # pattern starts from the fold pass's masks; their hits wait in w.ph so that
+            # the rows keep the order of the separate pass (terms first, then patterns)
+            nws = sc_pat_from_masks(w.pm, b - a, (M.pflags[d[a - 1]] >> 2) & 1 if a > 0 else 0,
+                                    w.ws)
+            for k in range(nws):
+                _sc_pat_at(M, d, n, a + w.ws[k], ostart, oend, msg, base, &w.ph)
         a = b
-    if M.npat:
+    if fused:
+        if pre != NULL and anynul:
+            pre[0] = 2
+        for k in range(w.ph.n):
+            _sc_vec_push(hits, msg, w.ph.a[k].code, w.ph.a[k].start, w.ph.a[k].end)
+        if w.ph.oom:
+            hits.oom = 1
+        w.ph.n = 0
+    elif M.npat:
         _sc_patterns(M, d, n, ostart, oend, msg, base, hits)
+    sc_prof_mark(5)
     _sc_encoded(M, d, n, ostart, oend, msg, base, runs)
+    sc_prof_mark(6)
     if _sc_apply_clean(M, hits, h0) < 0:
         return -1
+    sc_prof_mark(7)
     if hits.oom or runs.oom:
         return -1
     return 0
@@ -1579,6 +1804,17 @@ cdef class _ScanTable:
     def nbytes(self):
         return sum(a.nbytes for a in (self.bits, self.bitsl, self.big, self.single,
                                       self.slots))
+
+
+def scan_prof(bint reset=True):
+    """rdtsc ticks per phase of the batch scan (all zero unless built with -DSC_PROF=1):
+    0 fold, 1 squeeze, 2 prefilter groups, 3 verify, 4 substring terms, 5 patterns,
+    6 encoded runs, 7 clean words, 8 prepass."""
+    out = [sc_prof_t[i] for i in range(12)]
+    if reset:
+        for i in range(16):
+            sc_prof_t[i] = 0
+    return out
 
 
 def scan_prefix_key(bytes chars, int m=0):
@@ -1778,6 +2014,7 @@ cdef class ScanCore:
         self.M.alnum = &a13[0]
         self.M.b64 = &a14[0]
         self.M.enc_min = enc_min
+        self._combine_patterns(arrs[8], arrs[9], arrs[17], arrs[10], arrs[11], len(plen))
         pflags = _np.zeros(256, dtype=_np.uint8)
         cdef uint8_t[::1] pfv = pflags
         self.M.pflags = &pfv[0]
@@ -1785,6 +2022,45 @@ cdef class ScanCore:
         self.keep.append(pflags)
         self.nterms = self.M.nterms
         self.npat = self.M.npat
+
+    def _combine_patterns(self, pcm, popt, pnrun, pstart, plen, int npat):
+        """Lay every pattern's NFA side by side in one 64-bit state when they fit (each
+        takes its length + 1 bits; at most 16 optional runs in all): M.pc_*."""
+        self.M.pc_ok = 0
+        total = sum(int(x) + 1 for x in plen[:npat])
+        nrun = sum(int(x) for x in pnrun[:npat])
+        if npat == 0 or total > 64 or nrun > 16:
+            return
+        m64 = (1 << 64) - 1
+        cm = [0] * 256
+        runs = []
+        start = acc = 0
+        pat = _np.zeros(64, dtype=_np.uint8)
+        off = 0
+        for p in range(npat):
+            row = pcm[p * 256:(p + 1) * 256].tolist()
+            for b in range(256):
+                cm[b] |= (row[b] << off) & m64
+            for r in range(int(pnrun[p])):
+                runs.append((int(popt[p * 16 + 2 * r]) << off) & m64)
+                runs.append((int(popt[p * 16 + 2 * r + 1]) << off) & m64)
+            start |= (int(pstart[p]) << off) & m64
+            acc |= 1 << (off + int(plen[p]))
+            pat[off + int(plen[p])] = p
+            off += int(plen[p]) + 1
+        cma = _np.array(cm, dtype=_np.uint64)
+        runa = _np.array(runs or [0, 0], dtype=_np.uint64)
+        self.keep += [cma, runa, pat]
+        cdef const uint64_t[::1] cv = cma
+        cdef const uint64_t[::1] rv = runa
+        cdef const uint8_t[::1] pv = pat
+        self.M.pc_cm = &cv[0]
+        self.M.pc_runs = &rv[0]
+        self.M.pc_pat = &pv[0]
+        self.M.pc_nrun = nrun
+        self.M.pc_start = start
+        self.M.pc_acc = acc
+        self.M.pc_ok = 1
 
     def nbytes(self):
         """Bytes held by the compiled tables."""
@@ -1826,7 +2102,7 @@ cdef class ScanCore:
         work = self.pool.pop() if self.pool else _ScanWork()   # list ops are atomic
         try:
             with nogil:
-                rc = _sc_scan_one(&self.M, dp, n, osp, oep, 0, 0, &work.w, &hits, &runs)
+                rc = _sc_scan_one(&self.M, dp, n, osp, oep, 0, 0, &work.w, &hits, &runs, NULL)
             if rc < 0:
                 raise MemoryError("scan: out of memory")
             if as_lists:
@@ -1850,8 +2126,10 @@ cdef class ScanCore:
         cdef uint8_t acc
         cdef const uint8_t* bp
         cdef uint8_t zero = 0
-        cdef int rc = 0, pre
+        cdef int rc = 0, pre, r1
         cdef bint simd = _sc_use_simd > 0
+        cdef bint fused = _sc_fused(&self.M)
+        cdef Py_ssize_t h0, r0
         cdef SCWork w
         cdef SCVec hits
         cdef SCVec runs
@@ -1873,6 +2151,31 @@ cdef class ScanCore:
                 for i in range(nm):
                     s = offsets[i]
                     e = offsets[i + 1]
+                    sc_prof_mark(-1)
+                    if fused and rc >= 0 and e - s <= SC_MAX_BODY:
+                        # the pre-pass is part of the scan's fold pass (one read of the
+                        # bytes, not two): a body that is not pure ASCII stops the scan
+                        h0 = hits.n
+                        r0 = runs.n
+                        r1 = _sc_scan_one(&self.M, bp + s, e - s, NULL, NULL, <int32_t>i, 0,
+                                          &w, &hits, &runs, &pre)
+                        if r1 == 2:
+                            sv[i] = 1
+                            continue
+                        if r1 < 0:
+                            rc = -1             # out of memory: as below, fail closed
+                            hits.n = h0
+                            runs.n = r0
+                            pre = sc_prepass(bp + s, e - s)
+                            if pre == 1:
+                                sv[i] = 1
+                                continue
+                            fv[i] |= SC_F_ERROR
+                        if pre == 2:
+                            fv[i] |= SC_F_NUL
+                        if e - s > max_bytes:
+                            fv[i] |= SC_F_OVERSIZE
+                        continue
                     if simd:
                         pre = sc_prepass(bp + s, e - s)
                     else:
@@ -1881,6 +2184,7 @@ cdef class ScanCore:
                             acc |= bp[j]
                         pre = 1 if acc & 0x80 else (
                             2 if e > s and memchr(bp + s, 0, e - s) != NULL else 0)
+                    sc_prof_mark(8)
                     if pre == 1:
                         sv[i] = 1
                         continue
@@ -1892,7 +2196,7 @@ cdef class ScanCore:
                         fv[i] |= SC_F_ERROR     # positions are int32: refuse, fail closed
                         continue
                     if rc < 0 or _sc_scan_one(&self.M, bp + s, e - s, NULL, NULL, <int32_t>i,
-                                              0, &w, &hits, &runs) < 0:
+                                              0, &w, &hits, &runs, NULL) < 0:
                         fv[i] |= SC_F_ERROR      # out of memory: fail closed, keep going
                         rc = -1
             return _sc_vec_arrays(&hits), _sc_vec_arrays(&runs), flags, slow
