@@ -125,6 +125,8 @@ class _Ctx:
     _matches: Sequence[Match] | None = None
     scan: tuple[Any, int] | None = None  # indexed: (BatchResult, row) holding its matches
     ign: bool | None = None  # indexed: no outcome acts on its matches (msgidx_ignorable)
+    # (BatchResult, row) of a clean (unflagged) scan of exactly ``data``, for the re-check
+    scanned: tuple[Any, int] | None = None
     blocked = False
     quarantine = False
     rewrite = False
@@ -333,7 +335,10 @@ class ScanStage(Stage):
                         if not c.blocked:
                             c.block([Finding("scan-error", f"the scanner flagged the message "
                                              f"(flags {int(flags[i])})", 0, len(c.data))])
-                    elif real[i] >= 0:  # indexed: matches outside banners and marks
+                        continue
+                    if texts[i] is c.data:  # a clean scan of exactly the input bytes
+                        c.scanned = (res, i)
+                    if real[i] >= 0:  # indexed: matches outside banners and marks
                         c.real = real[i]
                         if real[i]:
                             c.scan = (res, i)  # Match objects only if a stage asks
@@ -1051,9 +1056,11 @@ class RecheckStage(Stage):
 
     def run_batch(self, ctxs: Sequence[_Ctx], tick: Callable[[], None]) -> None:
         """Re-check every output of the batch in one ``Rechecker.check_batch`` call (it
-        sees only the output bytes, see recheck.py for how it stays independent)."""
+        sees only the output bytes, see recheck.py for how it stays independent; an
+        output that is its input object comes with the scan stage's clean scan of it)."""
         live: list[_Ctx] = []
         outs: list[bytes] = []
+        prior: list[tuple[Any, int] | None] = []
         for c in ctxs:
             if c.blocked:
                 continue
@@ -1064,9 +1071,11 @@ class RecheckStage(Stage):
                 continue
             live.append(c)
             outs.append(out)
+            # an output that is the very input object the scan stage scanned clean
+            prior.append(c.scanned if out is c.data else None)
         try:
             if live:
-                got = self.rechecker.check_batch(outs, [c.quarantine for c in live])
+                got = self.rechecker.check_batch(outs, [c.quarantine for c in live], prior)
                 if len(got) != len(live):
                     raise RuntimeError("the re-check lost outputs")
                 for c, found in zip(live, got, strict=True):
@@ -1161,6 +1170,9 @@ class Pipeline:
             ParseStage(policy), ScanStage(scanner), DecideStage(policy), RedactStage(),
             RecheckStage(Rechecker(policy)),
         ]
+        # the re-check may take the first scan's rows of an output that IS a scanned input
+        # only when its own scanner is the same matcher (see Rechecker.trust_scans_of)
+        self.stages[-1].rechecker.trust_scans_of(scanner)  # type: ignore[attr-defined]
         self.watchdog = watchdog
         # one worker thread per calling thread, so that callers in several threads still
         # run in parallel (the scanner releases the GIL) and a hang stalls only its caller
