@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import queue
 import threading
 import time
@@ -1101,10 +1102,14 @@ class _Worker:
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.alive = True
+        self.pid = os.getpid()  # a forked child inherits this object, never the thread
         threading.Thread(target=self._loop, daemon=True, name="guard-pipeline").start()
 
     def submit(self, job: Any) -> bool:
-        """Queue ``(fn, done_event)``; False when the thread has already ended."""
+        """Queue ``(fn, done_event)``; False when the thread has already ended (or was
+        started by the parent of this forked process: it does not run here)."""
+        if self.pid != os.getpid():
+            return False
         with self.lock:
             if not self.alive:
                 return False
@@ -1177,6 +1182,16 @@ class Pipeline:
         # one worker thread per calling thread, so that callers in several threads still
         # run in parallel (the scanner releases the GIL) and a hang stalls only its caller
         self._local = threading.local()
+
+    def warm(self) -> None:
+        """Decide a few built-in sample reports (``_SAMPLES``) and drop the decisions:
+        the lazy imports, regular expressions and first-call set-up of every stage
+        happen now, in this process (a replay does this before forking its workers, so
+        that each does not pay for them again). Caches it fills hold no verdict: the
+        same input decides the same with or without it."""
+        self.decide_batch(list(_SAMPLES))
+        for data in _SAMPLES[:2]:
+            self.decide(data)
 
     # -- running the chain
     def _chain(self, ctxs: list[_Ctx], progress: list[int]) -> None:
@@ -1272,6 +1287,34 @@ class Pipeline:
                     for c in ctxs]
         now = time.perf_counter()
         return [self._finish(c, ok, pid, now) for c in ctxs]
+
+
+#: ``Pipeline.warm``'s sample reports: a releasable one, withheld portions, a tearline
+#: section, a term and a PII pattern in released text, a phrase for review, an encoded
+#: run, an invalid portion mark, a banner that is not the roll-up, JSON, and a message
+#: that is no report at all.
+_REPORT = (b"SECRET//REL TO USA, FVEY\n(S//REL TO USA, FVEY) Naval units were seen in the "
+           b"strait on 3 June, moving north.\n(U) Weather was clear.\nSECRET//REL TO USA, FVEY\n")
+_SAMPLES: tuple[bytes, ...] = (
+    _REPORT,
+    _REPORT.replace(b"(U) Weather", b"(S//NF) Source reporting").replace(
+        b"\nSECRET//REL TO USA, FVEY\n", b"\nSECRET//NOFORN\n").replace(
+        b"SECRET//REL TO USA, FVEY\n(S", b"SECRET//NOFORN\n(S"),
+    b"TOP SECRET//SI//NOFORN\n(TS//SI//NF) Intercepts of the fleet.\n"
+    b"----- TEARLINE -----\nSECRET//REL TO USA, FVEY\n(S//REL TO USA, FVEY) A fleet "
+    b"sailed.\nTOP SECRET//SI//NOFORN\n",
+    _REPORT.replace(b"Weather was clear.", b"Weather was clear; call 555-12-3456 re TALENT "
+                    b"KEYHOLE, climate OSINT."),
+    _REPORT.replace(b"Weather was clear.", b"Weather was clear per a sensitive technical "
+                    b"source."),
+    _REPORT.replace(b"Weather was clear.", b"Weather: V2VhdGhlciB3YXMgY2xlYXIgb3ZlciB0aGUg"
+                    b"c3RyYWl0IGFuZCB0aGUgZmxlZXQgc2FpbGVkIG5vcnRoLg=="),
+    _REPORT.replace(b"(U) Weather", b"(QQ) Weather"),
+    _REPORT.replace(b"SECRET//REL TO USA, FVEY\n(S", b"TOP SECRET//NOFORN\n(S"),
+    b'{"banner": {"classification": "U"}, "portions": [{"classification": "U", '
+    b'"text": "Weather was clear."}]}',
+    b"<html>no report</html>",
+)
 
 
 def decide(policy: Policy, data: bytes, message_id: str = "") -> Decision:

@@ -2,11 +2,12 @@
 
 ``replay(capture, new, baseline)`` decides every captured message under NEW (and,
 with a baseline, under OLD) on all cores: the capture's blocks are split into
-chunks, each worker process builds its ``Pipeline`` once per policy (in the pool
-initializer) and decides its chunk with ``decide_batch``; workers read their
-blocks from the file themselves, so payloads never cross a pipe, and send back
-only aggregates plus the messages whose outcome changed. The result feeds
-``guard.report``.
+chunks (shrinking towards the end, so that the workers finish together); the
+parent compiles one ``Pipeline`` per policy and warms it (``Pipeline.warm``)
+before forking, the workers inherit them and decide their chunks with
+``decide_batch``; workers read their blocks from the file themselves, so payloads
+never cross a pipe, and send back only aggregates plus the messages whose outcome
+changed. The result feeds ``guard.report``.
 
 ``audit_replay(capture, audit_dirs)`` re-decides every captured message that an
 audit log has a record of, under the policy the record names (found by its
@@ -22,6 +23,7 @@ leaves differs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import hashlib
 import multiprocessing
@@ -196,6 +198,9 @@ class ReplayResult:
 # ---------------------------------------------------------------------------- workers
 
 _STATE: dict[str, Any] = {}
+# pipelines the parent compiled and warmed for the workers it is about to fork (fork
+# context: each child inherits them copy-on-write instead of compiling its own)
+_FORKED: dict[str, Pipeline] = {}
 
 
 def _load(path: str, sha: str) -> Policy:
@@ -208,22 +213,49 @@ def _load(path: str, sha: str) -> Policy:
 def _init(policies: dict[str, str], wanted: dict[str, list[str]] | None,
           slot: Any = None) -> None:
     """Worker initializer: pin the worker to a core of its own (``slot``: a shared
-    counter handing out core numbers, None in the calling process), then compile one
-    pipeline per policy (sha256 -> path) and, in a worker process, freeze what it
-    built out of the garbage collector's sight.
+    counter handing out core numbers, None in the calling process), then take the
+    pipelines the parent compiled before forking (``_FORKED``) or compile one per
+    policy (sha256 -> path) and, in a worker process, freeze what it holds out of the
+    garbage collector's sight.
 
     Never raises (a raising initializer makes a process pool restart workers for
     ever): the failure is kept and raised by the first task instead."""
     _STATE.clear()
     if slot is not None:
         _pin(slot)
+        _keep_heap()
     try:
-        _STATE["pipes"] = {sha: Pipeline(_load(path, sha)) for sha, path in policies.items()}
+        if slot is not None and policies.keys() <= _FORKED.keys():
+            _STATE["pipes"] = {sha: _FORKED[sha] for sha in policies}
+        else:
+            _STATE["pipes"] = _compile(policies)
     except Exception as exc:
         _STATE["error"] = f"a worker could not compile the policy: {type(exc).__name__}: {exc}"
     _STATE["wanted"] = wanted
     if slot is not None:  # a worker process: what it built lives as long as it does
         gc.freeze()
+
+
+def _compile(policies: dict[str, str]) -> dict[str, Pipeline]:
+    """One pipeline per policy (sha256 -> path); raises when one cannot be built."""
+    return {sha: Pipeline(_load(path, sha)) for sha, path in policies.items()}
+
+
+def _keep_heap() -> None:
+    """Let this worker's malloc keep freed memory for reuse (glibc; elsewhere a no-op).
+
+    A worker allocates and frees a few 1 MB buffers per batch (the batch's joined
+    messages, the re-check's, inflated blocks): left to glibc's defaults, these are
+    mapped afresh and returned to the kernel again and again, and every new page
+    faults and is zeroed (~10% of a worker's CPU time in system time). A worker lives
+    for one replay: holding on to its peak heap costs nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)   # blocks up to 32 MB from the heap
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)    # never trim the heap's top
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc malloc.h
 
 
 def _pin(slot: Any) -> None:
@@ -358,10 +390,16 @@ def _tally(ds: Sequence[Decision], flows: Sequence[str], counts: Counter[tuple[s
 
 
 def _chunks(blocks: Sequence[BlockInfo], workers: int) -> list[list[BlockInfo]]:
-    """Contiguous runs of blocks, a few per worker (for balance), in file order."""
-    n = max(1, min(len(blocks), workers * 8))
-    size = -(-len(blocks) // n) if blocks else 1
-    return [list(blocks[i:i + size]) for i in range(0, len(blocks), size)]
+    """Contiguous runs of blocks in file order, shrinking as the file is handed out
+    (each a share of what is left, ending with single blocks): few tasks, and the
+    workers finish within about one block of each other."""
+    out: list[list[BlockInfo]] = []
+    i, n = 0, len(blocks)
+    while i < n:
+        size = max(1, (n - i) // (2 * workers))
+        out.append(list(blocks[i:i + size]))
+        i += size
+    return out
 
 
 def _run_pool(fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
@@ -375,7 +413,18 @@ def _run_pool(fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
         finally:
             _STATE.clear()
     # fork: workers start at once, and the parent (the CLI) holds no lock a child needs
-    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    fork = os.name == "posix"
+    ctx = multiprocessing.get_context("fork" if fork else "spawn")
+    if fork:
+        # compiled once here and warmed (lazy imports, first calls) on built-in samples:
+        # every child inherits them instead of compiling and warming up its own
+        try:
+            _FORKED.update(_compile(policies))
+        except Exception as exc:
+            raise ReplayError(f"a worker could not compile the policy: "
+                              f"{type(exc).__name__}: {exc}") from None
+        for pipe in _FORKED.values():
+            pipe.warm()
     try:
         slot = ctx.Value("i", 0)
         with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init,
@@ -383,6 +432,8 @@ def _run_pool(fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
             return list(pool.map(fn, tasks))
     except BrokenProcessPool as exc:
         raise ReplayError(f"a replay worker died: {exc}") from None
+    finally:
+        _FORKED.clear()
 
 
 def _scan(capture: str | os.PathLike[str]) -> CaptureIndex:

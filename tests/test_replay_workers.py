@@ -1,0 +1,94 @@
+"""Replay workers: pipelines compiled and warmed in the parent, inherited over fork.
+
+The parent compiles each policy's pipeline once and warms it on built-in samples
+before forking its workers; a child must decide with it exactly as with a pipeline of
+its own, and never wait on the parent's watchdog thread (threads do not survive a fork).
+The chunks of a capture cover every block once, in file order, ending in single blocks.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from guard.decide import _SAMPLES, Pipeline
+from guard.domains.generators import CATEGORIES, FlowTarget, Generator, GeneratorConfig
+from guard.policy import load_policy
+from guard.replay import _chunks
+
+REPO = Path(__file__).resolve().parents[1]
+POLICY = REPO / "policies" / "us-secret-to-fvey.yaml"
+
+
+def _traffic(n: int) -> list[bytes]:
+    flow = FlowTarget("us-secret-to-fvey", "FVEY", 3, "t")
+    cats = {c: 1.0 for c in CATEGORIES if c != "oversize"}
+    gen = Generator(flow, 9, REPO / "policies/terms/codewords.txt",
+                    GeneratorConfig(weights=cats, sizes={512: 0.5, 4096: 0.5}))
+    return [m.payload for m in gen.take(n)]
+
+
+def _key(d) -> tuple:  # type: ignore[no-untyped-def]
+    return (d.verdict, [f.to_dict() for f in d.findings], d.output, d.banner, d.lanes,
+            d.candidate, d.format, d.auto_release)
+
+
+def test_warm_changes_no_decision() -> None:
+    msgs = _traffic(200)
+    cold = Pipeline(load_policy(POLICY))
+    warm = Pipeline(load_policy(POLICY))
+    warm.warm()
+    assert [_key(d) for d in warm.decide_batch(msgs)] == [_key(d) for d in
+                                                          cold.decide_batch(msgs)]
+
+
+def test_samples_cover_every_verdict() -> None:
+    got = {d.verdict for d in Pipeline(load_policy(POLICY)).decide_batch(list(_SAMPLES))}
+    assert got == {"release", "redact", "quarantine", "block"}
+
+
+_INHERITED: list[Pipeline] = []
+
+
+def _child(q: multiprocessing.Queue, msgs: list[bytes]) -> None:  # type: ignore[type-arg]
+    q.put((os.getpid(), [_key(d) for d in _INHERITED[0].decide_batch(msgs)]))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="fork")
+def test_a_forked_child_decides_with_the_inherited_pipeline() -> None:
+    """The parent's pipeline ran on its watchdog thread; the child gets a thread of its
+    own (a job queued for the parent's thread would never run: the batch would block
+    after the time budget) and decides as the parent does."""
+    pipe = Pipeline(load_policy(POLICY))
+    pipe.warm()  # the parent's watchdog thread now exists, idle
+    msgs = _traffic(40)
+    want = [_key(d) for d in pipe.decide_batch(msgs)]
+    _INHERITED[:] = [pipe]
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(q, msgs))
+    p.start()
+    try:
+        pid, got = q.get(timeout=pipe.policy.time_budget_ms / 1000 - 0.5)
+    finally:
+        p.join(10)
+        _INHERITED.clear()
+    assert pid != os.getpid()
+    assert got == want
+
+
+@given(n=st.integers(0, 300), workers=st.integers(1, 8))
+def test_chunks_cover_the_blocks_in_order(n: int, workers: int) -> None:
+    blocks = list(range(n))
+    chunks = _chunks(blocks, workers)  # type: ignore[arg-type]
+    assert [b for c in chunks for b in c] == blocks
+    assert all(chunks)
+    sizes = [len(c) for c in chunks]
+    assert sizes == sorted(sizes, reverse=True)  # shrinking: the last are the smallest
+    if n >= 2 * workers:
+        assert sizes[-1] == 1 and len(chunks) <= 2 * workers * (1 + n.bit_length())
