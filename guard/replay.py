@@ -4,10 +4,11 @@
 with a baseline, under OLD) on all cores: the capture's blocks are split into
 chunks (shrinking towards the end, so that the workers finish together); the
 parent compiles one ``Pipeline`` per policy and warms it (``Pipeline.warm``)
-before forking, the workers inherit them and decide their chunks with
-``decide_batch``; workers read their blocks from the file themselves, so payloads
-never cross a pipe, and send back only aggregates plus the messages whose outcome
-changed. The result feeds ``guard.report``.
+before forking, then decides chunks itself alongside its forked children, which
+inherit the pipelines; all take the next chunk from one shared counter and decide
+it with ``decide_batch``. Workers read their blocks from the file themselves, so
+payloads never cross a pipe, and send back only aggregates plus the messages whose
+outcome changed. The result feeds ``guard.report``.
 
 ``audit_replay(capture, audit_dirs)`` re-decides every captured message that an
 audit log has a record of, under the policy the record names (found by its
@@ -212,10 +213,10 @@ def _load(path: str, sha: str) -> Policy:
 
 def _init(policies: dict[str, str], wanted: dict[str, list[str]] | None,
           slot: Any = None) -> None:
-    """Worker initializer: pin the worker to a core of its own (``slot``: a shared
-    counter handing out core numbers, None in the calling process), then take the
-    pipelines the parent compiled before forking (``_FORKED``) or compile one per
-    policy (sha256 -> path) and, in a worker process, freeze what it holds out of the
+    """Worker initializer: in a child, pin it to a core of its own (``slot``: a shared
+    counter handing out core numbers, None in the calling process) and let it keep its
+    heap; then take the pipelines compiled before forking (``_FORKED``) or compile one
+    per policy (sha256 -> path) and, in a child, freeze what it holds out of the
     garbage collector's sight.
 
     Never raises (a raising initializer makes a process pool restart workers for
@@ -225,7 +226,7 @@ def _init(policies: dict[str, str], wanted: dict[str, list[str]] | None,
         _pin(slot)
         _keep_heap()
     try:
-        if slot is not None and policies.keys() <= _FORKED.keys():
+        if _FORKED and policies.keys() <= _FORKED.keys():  # compiled before forking
             _STATE["pipes"] = {sha: _FORKED[sha] for sha in policies}
         else:
             _STATE["pipes"] = _compile(policies)
@@ -426,14 +427,71 @@ def _run_pool(fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
         for pipe in _FORKED.values():
             pipe.warm()
     try:
-        slot = ctx.Value("i", 0)
-        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init,
-                                 initargs=(policies, wanted, slot)) as pool:
-            return list(pool.map(fn, tasks))
+        if not fork:
+            slot = ctx.Value("i", 0)
+            with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
+                                     initializer=_init, initargs=(policies, wanted, slot)) as pool:
+                return list(pool.map(fn, tasks))
+        return _run_forked(ctx, fn, tasks, policies, workers, wanted)
     except BrokenProcessPool as exc:
         raise ReplayError(f"a replay worker died: {exc}") from None
     finally:
         _FORKED.clear()
+        _DRAIN.clear()
+
+
+# fork only: the function, the tasks and the shared next-task counter, inherited by the
+# children (set before they are forked)
+_DRAIN: dict[str, Any] = {}
+
+
+def _drain() -> list[tuple[int, Any]]:
+    """Take the next task (each exactly once, in order) until none is left; returns
+    (index, result) of each task done here."""
+    fn, tasks, nxt = _DRAIN["fn"], _DRAIN["tasks"], _DRAIN["next"]
+    out: list[tuple[int, Any]] = []
+    while True:
+        with nxt.get_lock():
+            k = nxt.value
+            if k >= len(tasks):
+                return out
+            nxt.value = k + 1
+        out.append((k, fn(tasks[k])))
+
+
+def _run_forked(ctx: Any, fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
+                wanted: dict[str, list[str]] | None) -> list[Any]:
+    """``fn`` over ``tasks`` on this process and ``workers - 1`` forked children, all
+    taking tasks from one shared counter. This process works too: it is warm (its
+    heap, and the pipelines it compiled and warmed), where a child starts cold (its
+    first batches pay for copy-on-write faults and a fresh heap), and one process
+    fewer is started."""
+    nxt = ctx.Value("i", 0)
+    _DRAIN.update(fn=fn, tasks=tasks, next=nxt)
+
+    def stop() -> None:  # the others end after their current task
+        with nxt.get_lock():
+            nxt.value = len(tasks)
+
+    slot = ctx.Value("i", 1)  # the children's cores: the first is left to this process
+    got: list[tuple[int, Any]] = []
+    with ProcessPoolExecutor(workers - 1, mp_context=ctx, initializer=_init,
+                             initargs=(policies, wanted, slot)) as pool:
+        try:
+            futures = [pool.submit(_drain) for _ in range(workers - 1)]
+            _init(policies, wanted)
+            try:
+                got += _drain()
+            finally:
+                _STATE.clear()
+            for f in futures:
+                got += f.result()
+        except BaseException:
+            stop()
+            raise
+    if sorted(k for k, _ in got) != list(range(len(tasks))):
+        raise ReplayError("the replay workers did not decide every chunk exactly once")
+    return [r for _, r in sorted(got, key=lambda kr: kr[0])]
 
 
 def _scan(capture: str | os.PathLike[str]) -> CaptureIndex:

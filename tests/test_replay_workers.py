@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from guard.decide import _SAMPLES, Pipeline
 from guard.domains.generators import CATEGORIES, FlowTarget, Generator, GeneratorConfig
 from guard.policy import load_policy
-from guard.replay import _chunks
+from guard.replay import _chunks, _compare_chunk
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY = REPO / "policies" / "us-secret-to-fvey.yaml"
@@ -92,3 +92,58 @@ def test_chunks_cover_the_blocks_in_order(n: int, workers: int) -> None:
     assert sizes == sorted(sizes, reverse=True)  # shrinking: the last are the smallest
     if n >= 2 * workers:
         assert sizes[-1] == 1 and len(chunks) <= 2 * workers * (1 + n.bit_length())
+
+
+def _capture(tmp_path: Path, n: int) -> Path:
+    from guard.capture import CapturedMessage, CaptureWriter
+
+    cap = tmp_path / "c.gcap"
+    with CaptureWriter(cap, {"source": "test"}, block_records=16) as w:
+        for k, data in enumerate(_traffic(n)):
+            w.write(CapturedMessage(f"m{k}", "us-secret-to-fvey", "t", 0.0, (), data))
+    return cap
+
+
+def test_parent_and_children_decide_every_chunk_once(tmp_path: Path) -> None:
+    from guard.replay import replay
+
+    cap = _capture(tmp_path, 160)
+    one, two, three = (replay(cap, POLICY, workers=w) for w in (1, 2, 3))
+    assert one.messages == two.messages == three.messages == 160
+    for res in (two, three):
+        assert res.counts_after == one.counts_after
+        assert res.rules_after == one.rules_after
+        assert res.released_bytes_after == one.released_bytes_after
+
+
+def _die(task):  # type: ignore[no-untyped-def]
+    if os.getpid() != _PARENT[0]:
+        os._exit(3)  # a child dies mid-replay
+    return _compare_chunk(task)
+
+
+def _fail(task):  # type: ignore[no-untyped-def]
+    from guard.capture import CaptureError
+
+    if os.getpid() != _PARENT[0]:
+        raise CaptureError("damaged block (test)")
+    return _compare_chunk(task)
+
+
+_PARENT = [0]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="fork")
+def test_a_dead_or_failing_child_fails_the_replay(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is reported from a partial run: a child that dies or raises fails it."""
+    from guard.replay import ReplayError, replay
+
+    cap = _capture(tmp_path, 160)
+    _PARENT[0] = os.getpid()
+    monkeypatch.setattr("guard.replay._compare_chunk", _die)
+    with pytest.raises(ReplayError, match="died"):
+        replay(cap, POLICY, workers=2)
+    monkeypatch.setattr("guard.replay._compare_chunk", _fail)
+    with pytest.raises(ReplayError, match="damaged block"):
+        replay(cap, POLICY, workers=2)
