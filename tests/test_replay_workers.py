@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,7 @@ def test_parent_and_children_decide_every_chunk_once(tmp_path: Path) -> None:
 def _die(task):  # type: ignore[no-untyped-def]
     if os.getpid() != _PARENT[0]:
         os._exit(3)  # a child dies mid-replay
+    time.sleep(0.15)  # the parent is slow: the child surely takes a chunk
     return _compare_chunk(task)
 
 
@@ -127,6 +129,7 @@ def _fail(task):  # type: ignore[no-untyped-def]
 
     if os.getpid() != _PARENT[0]:
         raise CaptureError("damaged block (test)")
+    time.sleep(0.15)
     return _compare_chunk(task)
 
 
