@@ -853,11 +853,10 @@ class DecideStage(Stage):
                      *((by_sec[x], True, secs[x - 1][2]) for x in range(1, nsec))]
             sections = _choose_sections(pol, shape, set(withheld), len(ctx.data), findings,
                                         blockf)
-        kept = {i for s in sections for i in s}
-
-        # 5. term actions
-        cuts = _term_actions(hits, kept, lambda i: (mark_ends[i], ends[i]), findings, blockf,
-                             quarf)
+        # 5. term actions (none without hits: the kept set is not needed then)
+        cuts = _term_actions(hits, {i for s in sections for i in s},
+                             lambda i: (mark_ends[i], ends[i]), findings, blockf,
+                             quarf) if hits else {}
 
         # 6. verdict (no lane matched: no lanes, no automatic release)
         if blockf:

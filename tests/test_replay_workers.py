@@ -150,3 +150,24 @@ def test_a_dead_or_failing_child_fails_the_replay(tmp_path: Path,
     monkeypatch.setattr("guard.replay._compare_chunk", _fail)
     with pytest.raises(ReplayError, match="damaged block"):
         replay(cap, POLICY, workers=2)
+
+
+def test_the_bench_replay_mix_decides_as_the_reference() -> None:
+    """The replay benchmark's traffic (4 KB, us-secret-to-fvey, its whole category mix):
+    every batched decision (index paths, re-check taking first-scan rows) equals the
+    per-message reference path (each stage's ``run``), findings included."""
+    from bench.replay import _messages
+    from guard.decide import Stage, _Ctx
+
+    msgs = [m.payload for m in _messages(256)]
+    pipe = Pipeline(load_policy(POLICY), watchdog=False)
+    pipe.warm()
+    got = [_key(d) for d in pipe.decide_batch(msgs)]
+    want = []
+    for data in msgs:
+        ctx = _Ctx(data, "", 60.0)
+        for stage in pipe.stages:
+            Stage.run_batch(stage, [ctx], lambda: None)
+        want.append(_key(pipe._finish(ctx, True, pipe.policy.sha256)))
+    assert got == want
+    assert {g[0] for g in got} == {"release", "redact", "quarantine", "block"}
