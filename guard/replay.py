@@ -246,10 +246,10 @@ def _keep_heap() -> None:
     """Let this worker's malloc keep freed memory for reuse (glibc; elsewhere a no-op).
 
     A worker allocates and frees a few 1 MB buffers per batch (the batch's joined
-    messages, the re-check's, inflated blocks): left to glibc's defaults, these are
-    mapped afresh and returned to the kernel again and again, and every new page
-    faults and is zeroed (~10% of a worker's CPU time in system time). A worker lives
-    for one replay: holding on to its peak heap costs nothing."""
+    messages, the re-check's, inflated blocks): left to glibc's defaults, these may be
+    mapped afresh and returned to the kernel again and again, every new page faulting
+    and being zeroed (system time was ~10% of a worker's CPU time). A worker lives for
+    one replay: holding on to its peak heap costs nothing."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None)
         libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)   # blocks up to 32 MB from the heap
@@ -475,10 +475,11 @@ def _run_forked(ctx: Any, fn: Any, tasks: list[Any], policies: dict[str, str], w
 
     slot = ctx.Value("i", 1)  # the children's cores: the first is left to this process
     got: list[tuple[int, Any]] = []
-    with ProcessPoolExecutor(workers - 1, mp_context=ctx, initializer=_init,
+    children = min(workers, len(tasks)) - 1
+    with ProcessPoolExecutor(children, mp_context=ctx, initializer=_init,
                              initargs=(policies, wanted, slot)) as pool:
         try:
-            futures = [pool.submit(_drain) for _ in range(workers - 1)]
+            futures = [pool.submit(_drain) for _ in range(children)]
             _init(policies, wanted)
             try:
                 got += _drain()

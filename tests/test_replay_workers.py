@@ -98,6 +98,7 @@ def test_chunks_cover_the_blocks_in_order(n: int, workers: int) -> None:
 def _capture(tmp_path: Path, n: int) -> Path:
     from guard.capture import CapturedMessage, CaptureWriter
 
+    tmp_path.mkdir(exist_ok=True)
     cap = tmp_path / "c.gcap"
     with CaptureWriter(cap, {"source": "test"}, block_records=16) as w:
         for k, data in enumerate(_traffic(n)):
@@ -111,6 +112,9 @@ def test_parent_and_children_decide_every_chunk_once(tmp_path: Path) -> None:
     cap = _capture(tmp_path, 160)
     one, two, three = (replay(cap, POLICY, workers=w) for w in (1, 2, 3))
     assert one.messages == two.messages == three.messages == 160
+    few = _capture(tmp_path / "few", 40)  # 3 blocks, more workers than chunks
+    assert replay(few, POLICY, workers=6).counts_after == replay(few, POLICY,
+                                                                 workers=1).counts_after
     for res in (two, three):
         assert res.counts_after == one.counts_after
         assert res.rules_after == one.rules_after
