@@ -21,7 +21,8 @@
 cimport cython
 import numpy as np
 cimport numpy as cnp
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdlib cimport calloc, free
 from libc.string cimport memchr, memcmp, memcpy
 from libc.stdint cimport int16_t, int64_t, uint64_t
@@ -926,6 +927,43 @@ def capture_locate(const unsigned char[::1] raw, Py_ssize_t count):
     with nogil:
         status = _capture_locate(&raw[0], n, count, times, spans)
     return None if status else (times_a, spans_a)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def capture_slices(const unsigned char[::1] raw, const int64_t[:, ::1] spans):
+    """The records ``capture_locate`` located in ``raw`` as three lists: message ids
+    (str), flows (str, one object per distinct flow) and payloads (bytes, copies: ``raw``
+    may be a buffer the caller reuses). ``ValueError`` when a span is not inside ``raw``
+    or ids and flows are not ASCII (``capture_locate`` checked that they are)."""
+    cdef Py_ssize_t k, n = spans.shape[0], size = raw.shape[0]
+    cdef int64_t i0, i1, f0, f1, p0, p1
+    cdef const char *b
+    if spans.shape[1] < 6:
+        raise ValueError("capture_slices: spans need 6 columns")
+    # every span is checked before any read (the reads below run unchecked)
+    for k in range(n):
+        for i0 in range(0, 6, 2):
+            if not 0 <= spans[k, i0] <= spans[k, i0 + 1] <= size:
+                raise ValueError("capture_slices: a span is outside the block")
+    ids = [None] * n
+    flows = [None] * n
+    payloads = [None] * n
+    if n == 0:
+        return ids, flows, payloads
+    b = <const char *>&raw[0] if size else <const char *>NULL
+    interned = {}
+    for k in range(n):
+        i0, i1, f0, f1, p0, p1 = (spans[k, 0], spans[k, 1], spans[k, 2], spans[k, 3],
+                                  spans[k, 4], spans[k, 5])
+        ids[k] = PyUnicode_DecodeASCII(b + i0, i1 - i0, NULL)
+        fb = PyBytes_FromStringAndSize(b + f0, f1 - f0)
+        flow = interned.get(fb)
+        if flow is None:
+            flow = interned[fb] = PyUnicode_DecodeASCII(b + f0, f1 - f0, NULL)
+        flows[k] = flow
+        payloads[k] = PyBytes_FromStringAndSize(b + p0, p1 - p0)
+    return ids, flows, payloads
 
 
 cdef extern from *:

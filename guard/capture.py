@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guard._core import capture_locate
+from guard._core import capture_locate, capture_slices
 
 __all__ = [
     "MAGIC",
@@ -404,6 +404,12 @@ class _Libdeflate:
     def inflate(self, stored: bytes, raw_len: int) -> bytes | None:
         """The inflated bytes when ``stored`` is one zlib stream of exactly ``raw_len``
         bytes; None otherwise (or without libdeflate)."""
+        view = self.inflate_view(stored, raw_len)
+        return None if view is None else view.tobytes()
+
+    def inflate_view(self, stored: bytes, raw_len: int) -> memoryview | None:
+        """``inflate``'s bytes as a view of this thread's buffer, without copying them
+        out: valid only until this thread's next call (copy what is kept)."""
         if self.fn is None:
             return None
         local = self.local
@@ -426,7 +432,7 @@ class _Libdeflate:
                      ctypes.byref(got))
         if rc != 0 or used.value != len(stored) or got.value != raw_len:
             return None
-        return ctypes.string_at(out, raw_len)
+        return memoryview(out).cast("B")[:raw_len]
 
 
 _LIBDEFLATE = _Libdeflate()
@@ -436,16 +442,21 @@ def _inflate(stored: bytes, raw_len: int) -> bytes | None:
     return _LIBDEFLATE.inflate(stored, raw_len)
 
 
-def _raw_block(head: bytes, stored: bytes) -> tuple[bytes, int]:
-    """A block's decoded record bytes and record count; ``CaptureError`` if damaged."""
+def _raw_block(head: bytes, stored: bytes, *, view: bool = False,
+               ) -> tuple[bytes | memoryview, int]:
+    """A block's decoded record bytes and record count; ``CaptureError`` if damaged.
+    With ``view``, inflated bytes may come as ``_Libdeflate.inflate_view`` gives them
+    (a view of this thread's buffer, valid until its next inflation)."""
     problem = _check_block(head, stored)
     if problem is not None:
         raise CaptureError(problem)
     _, codec, _, count, raw_len, stored_len, _ = _BLOCK.unpack(head)
     stored = stored[:stored_len]
-    fast = _inflate(stored, raw_len) if codec == CODEC_ZLIB else None
-    if fast is not None:
-        return fast, count
+    if codec == CODEC_ZLIB:
+        fast = (_LIBDEFLATE.inflate_view(stored, raw_len) if view
+                else _inflate(stored, raw_len))
+        if fast is not None:
+            return fast, count
     if codec == CODEC_ZLIB:
         try:
             d = zlib.decompressobj()
@@ -519,25 +530,16 @@ def decode_block_records(head: bytes, stored: bytes) -> BlockRecords:
     """``decode_block`` as parallel lists. The records are located in one pass of the
     Cython core; a block that pass does not fully understand (damage, non-ASCII
     strings) goes through ``decode_block``, which explains what is wrong."""
-    raw, count = _raw_block(head, stored)
+    # the inflated bytes are read where libdeflate wrote them (no copy of the block):
+    # every id, flow and payload kept is a copy made by capture_slices or the decoder
+    raw, count = _raw_block(head, stored, view=True)
     got = capture_locate(raw, count)
     if got is None:
-        ms = _decode_records(raw, count)
+        ms = _decode_records(bytes(raw), count)
         return BlockRecords([m.message_id for m in ms], [m.flow for m in ms],
                             [m.payload for m in ms], [m.time for m in ms])
     times, spans = got
-    ids: list[str] = []
-    flows: list[str] = []
-    payloads: list[bytes] = []
-    interned: dict[bytes, str] = {}
-    for i0, i1, f0, f1, p0, p1 in spans.tolist():
-        ids.append(raw[i0:i1].decode("ascii"))
-        fb = raw[f0:f1]
-        flow = interned.get(fb)
-        if flow is None:
-            flow = interned[fb] = fb.decode("ascii")
-        flows.append(flow)
-        payloads.append(raw[p0:p1])
+    ids, flows, payloads = capture_slices(raw, spans)
     return BlockRecords(ids, flows, payloads, times.tolist())
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import queue
 import threading
 import time
@@ -125,6 +126,8 @@ class _Ctx:
     _matches: Sequence[Match] | None = None
     scan: tuple[Any, int] | None = None  # indexed: (BatchResult, row) holding its matches
     ign: bool | None = None  # indexed: no outcome acts on its matches (msgidx_ignorable)
+    # (BatchResult, row) of a clean (unflagged) scan of exactly ``data``, for the re-check
+    scanned: tuple[Any, int] | None = None
     blocked = False
     quarantine = False
     rewrite = False
@@ -333,7 +336,10 @@ class ScanStage(Stage):
                         if not c.blocked:
                             c.block([Finding("scan-error", f"the scanner flagged the message "
                                              f"(flags {int(flags[i])})", 0, len(c.data))])
-                    elif real[i] >= 0:  # indexed: matches outside banners and marks
+                        continue
+                    if texts[i] is c.data:  # a clean scan of exactly the input bytes
+                        c.scanned = (res, i)
+                    if real[i] >= 0:  # indexed: matches outside banners and marks
                         c.real = real[i]
                         if real[i]:
                             c.scan = (res, i)  # Match objects only if a stage asks
@@ -847,11 +853,10 @@ class DecideStage(Stage):
                      *((by_sec[x], True, secs[x - 1][2]) for x in range(1, nsec))]
             sections = _choose_sections(pol, shape, set(withheld), len(ctx.data), findings,
                                         blockf)
-        kept = {i for s in sections for i in s}
-
-        # 5. term actions
-        cuts = _term_actions(hits, kept, lambda i: (mark_ends[i], ends[i]), findings, blockf,
-                             quarf)
+        # 5. term actions (none without hits: the kept set is not needed then)
+        cuts = _term_actions(hits, {i for s in sections for i in s},
+                             lambda i: (mark_ends[i], ends[i]), findings, blockf,
+                             quarf) if hits else {}
 
         # 6. verdict (no lane matched: no lanes, no automatic release)
         if blockf:
@@ -1051,9 +1056,11 @@ class RecheckStage(Stage):
 
     def run_batch(self, ctxs: Sequence[_Ctx], tick: Callable[[], None]) -> None:
         """Re-check every output of the batch in one ``Rechecker.check_batch`` call (it
-        sees only the output bytes, see recheck.py for how it stays independent)."""
+        sees only the output bytes, see recheck.py for how it stays independent; an
+        output that is its input object comes with the scan stage's clean scan of it)."""
         live: list[_Ctx] = []
         outs: list[bytes] = []
+        prior: list[tuple[Any, int] | None] = []
         for c in ctxs:
             if c.blocked:
                 continue
@@ -1064,9 +1071,11 @@ class RecheckStage(Stage):
                 continue
             live.append(c)
             outs.append(out)
+            # an output that is the very input object the scan stage scanned clean
+            prior.append(c.scanned if out is c.data else None)
         try:
             if live:
-                got = self.rechecker.check_batch(outs, [c.quarantine for c in live])
+                got = self.rechecker.check_batch(outs, [c.quarantine for c in live], prior)
                 if len(got) != len(live):
                     raise RuntimeError("the re-check lost outputs")
                 for c, found in zip(live, got, strict=True):
@@ -1092,10 +1101,14 @@ class _Worker:
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.alive = True
+        self.pid = os.getpid()  # a forked child inherits this object, never the thread
         threading.Thread(target=self._loop, daemon=True, name="guard-pipeline").start()
 
     def submit(self, job: Any) -> bool:
-        """Queue ``(fn, done_event)``; False when the thread has already ended."""
+        """Queue ``(fn, done_event)``; False when the thread has already ended (or was
+        started by the parent of this forked process: it does not run here)."""
+        if self.pid != os.getpid():
+            return False
         with self.lock:
             if not self.alive:
                 return False
@@ -1161,10 +1174,23 @@ class Pipeline:
             ParseStage(policy), ScanStage(scanner), DecideStage(policy), RedactStage(),
             RecheckStage(Rechecker(policy)),
         ]
+        # the re-check may take the first scan's rows of an output that IS a scanned input
+        # only when its own scanner is the same matcher (see Rechecker.trust_scans_of)
+        self.stages[-1].rechecker.trust_scans_of(scanner)  # type: ignore[attr-defined]
         self.watchdog = watchdog
         # one worker thread per calling thread, so that callers in several threads still
         # run in parallel (the scanner releases the GIL) and a hang stalls only its caller
         self._local = threading.local()
+
+    def warm(self) -> None:
+        """Decide a few built-in sample reports (``_SAMPLES``) and drop the decisions:
+        the lazy imports, regular expressions and first-call set-up of every stage
+        happen now, in this process (a replay does this before forking its workers, so
+        that each does not pay for them again). Caches it fills hold no verdict: the
+        same input decides the same with or without it."""
+        self.decide_batch(list(_SAMPLES))
+        for data in _SAMPLES[:2]:
+            self.decide(data)
 
     # -- running the chain
     def _chain(self, ctxs: list[_Ctx], progress: list[int]) -> None:
@@ -1260,6 +1286,34 @@ class Pipeline:
                     for c in ctxs]
         now = time.perf_counter()
         return [self._finish(c, ok, pid, now) for c in ctxs]
+
+
+#: ``Pipeline.warm``'s sample reports: a releasable one, withheld portions, a tearline
+#: section, a term and a PII pattern in released text, a phrase for review, an encoded
+#: run, an invalid portion mark, a banner that is not the roll-up, JSON, and a message
+#: that is no report at all.
+_REPORT = (b"SECRET//REL TO USA, FVEY\n(S//REL TO USA, FVEY) Naval units were seen in the "
+           b"strait on 3 June, moving north.\n(U) Weather was clear.\nSECRET//REL TO USA, FVEY\n")
+_SAMPLES: tuple[bytes, ...] = (
+    _REPORT,
+    _REPORT.replace(b"(U) Weather", b"(S//NF) Source reporting").replace(
+        b"\nSECRET//REL TO USA, FVEY\n", b"\nSECRET//NOFORN\n").replace(
+        b"SECRET//REL TO USA, FVEY\n(S", b"SECRET//NOFORN\n(S"),
+    b"TOP SECRET//SI//NOFORN\n(TS//SI//NF) Intercepts of the fleet.\n"
+    b"----- TEARLINE -----\nSECRET//REL TO USA, FVEY\n(S//REL TO USA, FVEY) A fleet "
+    b"sailed.\nTOP SECRET//SI//NOFORN\n",
+    _REPORT.replace(b"Weather was clear.", b"Weather was clear; call 555-12-3456 re TALENT "
+                    b"KEYHOLE, climate OSINT."),
+    _REPORT.replace(b"Weather was clear.", b"Weather was clear per a sensitive technical "
+                    b"source."),
+    _REPORT.replace(b"Weather was clear.", b"Weather: V2VhdGhlciB3YXMgY2xlYXIgb3ZlciB0aGUg"
+                    b"c3RyYWl0IGFuZCB0aGUgZmxlZXQgc2FpbGVkIG5vcnRoLg=="),
+    _REPORT.replace(b"(U) Weather", b"(QQ) Weather"),
+    _REPORT.replace(b"SECRET//REL TO USA, FVEY\n(S", b"TOP SECRET//NOFORN\n(S"),
+    b'{"banner": {"classification": "U"}, "portions": [{"classification": "U", '
+    b'"text": "Weather was clear."}]}',
+    b"<html>no report</html>",
+)
 
 
 def decide(policy: Policy, data: bytes, message_id: str = "") -> Decision:

@@ -21,7 +21,12 @@ BYTES. It indexes and parses them again itself, interns their marks in its own
 ``_portion_problem`` and banners with its own roll-up check, and scans with its own
 ``Scanner`` instance. What it shares with the first pass is code and compiled tables
 (the Cython indexer and scanner, the markings engine), never a result: no parse, mark
-id, verdict cache or scan match of the first pass reaches it.
+id, verdict cache or scan match of the first pass reaches it, with one exception: an
+output that is the very bytes object the first pass scanned clean may take that scan's rows
+instead of being scanned again, when the first pass's scanner is the same matcher as this
+check's own (``trust_scans_of``: the same term lists and options, from which ``Scanner``
+compiles identical tables). That is the same check on the same bytes; the rows are still
+judged here, by this check's own list codes, parse and mark and banner checks.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from guard.markings import (
 )
 from guard.messages import BatchIndex, MarkIndex, ism_to_mark
 from guard.policy import Policy, load_list
-from guard.scanner import Match, Scanner
+from guard.scanner import BatchResult, Match, Scanner
 from guard.selftest import check_scanner
 from guard.terms import TermList
 
@@ -112,6 +117,22 @@ class Rechecker:
         self._bad: tuple[int, int, int] = (-1, 0, 0)  # (generation, ids judged, bit set)
         self._banner_mask: dict[tuple[int, str, int], bool] = {}
         self._codes: np.ndarray | None = None
+        self._twin: Scanner | None = None  # a scanner whose clean scans this check may take
+
+    def trust_scans_of(self, scanner: Scanner) -> bool:
+        """Let ``check_batch`` take ``scanner``'s rows for an output that is the very
+        bytes it scanned (``prior``), when ``scanner`` is the same matcher as this check's
+        own: the same class, the same term lists (names, kinds and terms, in order, so
+        that list ids agree) and the same options. ``Scanner`` compiles its tables from
+        exactly these, deterministically, so both would find the same rows on the same
+        bytes: scanning them again would repeat the same check. False (nothing trusted)
+        otherwise."""
+        own = self.scanner
+        same = (type(scanner) is type(own) and tuple(scanner.lists) == tuple(own.lists)
+                and (scanner.leet, scanner.encoded_min_len, scanner.max_bytes)
+                == (own.leet, own.encoded_min_len, own.max_bytes))
+        self._twin = scanner if same else None
+        return same
 
     # ------------------------------------------------------------ batch
     def _list_codes(self) -> np.ndarray:
@@ -160,9 +181,85 @@ class Rechecker:
             self._banner_mask[key] = ok
         return ok
 
-    def check_batch(self, outputs: Sequence[bytes],
-                    allow_quarantine: Sequence[bool]) -> list[list[Finding]]:
-        """``check`` for many outputs; one index pass and one scan for the batch."""
+    def _reusable(self, outputs: Sequence[bytes],
+                  prior: Sequence[tuple[BatchResult, int] | None] | None,
+                  ) -> tuple[BatchResult | None, dict[int, int]]:
+        """The one prior ``BatchResult`` whose rows this check may take instead of
+        scanning again, and output k -> its row there: only the scan of a trusted twin
+        scanner (``trust_scans_of``), clean (no flag), of a message of the output's
+        length, which the caller vouches was made of exactly the bytes ``outputs[k]``."""
+        twin = self._twin
+        if prior is None or twin is None:
+            return None, {}
+        res = next((p[0] for p in prior if p is not None), None)
+        if res is None or res.scanner is not twin:
+            return None, {}
+        flags, sizes = res.flags, res.sizes
+        out: dict[int, int] = {}
+        for k, p in enumerate(prior):
+            if p is not None and p[0] is res:
+                i = p[1]
+                if not flags[i] and int(sizes[i]) == len(outputs[k]):
+                    out[k] = i
+        return res, out
+
+    def check_batch(self, outputs: Sequence[bytes], allow_quarantine: Sequence[bool],
+                    prior: Sequence[tuple[BatchResult, int] | None] | None = None,
+                    ) -> list[list[Finding]]:
+        """``check`` for many outputs; one index pass and one scan for the batch.
+
+        ``prior[k]``, when given, is (BatchResult, row) of a scan the caller made of
+        exactly the bytes ``outputs[k]`` (the same object). Such an output is the same
+        bytes for the same matcher (``trust_scans_of``): the scan would find the same
+        rows, so its rows are taken from there and only the other outputs are scanned
+        (every other step, its parse, mark and banner checks and the judging of the
+        rows, runs here as for any output)."""
+        old, reuse = self._reusable(outputs, prior)
+        n = len(outputs)
+        if not reuse:
+            return self._check_batch(outputs, allow_quarantine, None, [])
+        # the outputs to scan first, then the reused ones in the order of their rows in
+        # ``old``: the rows of both then concatenate in message order, without a sort
+        order = [k for k in range(n) if k not in reuse] + sorted(reuse, key=reuse.__getitem__)
+        got = self._check_batch([outputs[k] for k in order],
+                                [allow_quarantine[k] for k in order], old,
+                                [reuse[k] for k in order[n - len(reuse):]])
+        results: list[list[Finding]] = [[] for _ in range(n)]
+        for j, k in enumerate(order):
+            results[k] = got[j]
+        return results
+
+    def _scan_rest(self, texts: Sequence[bytes], fast: Sequence[bool], ix: BatchIndex,
+                   old: BatchResult, rows: Sequence[int]) -> BatchResult:
+        """The scan of ``texts`` whose last ``len(rows)`` are taken from ``old`` (at
+        ``rows``, ascending): the others scanned here, as a prefix of the index's copy
+        when they are all their outputs."""
+        n, m = len(texts), len(texts) - len(rows)
+        if m and all(fast[:m]):
+            new = self.scanner.scan_batch(ix.buf, ix.offsets[:m + 1])
+        else:
+            offsets = np.zeros(m + 1, dtype=np.int64)
+            np.cumsum([len(t) for t in texts[:m]], out=offsets[1:])
+            new = self.scanner.scan_batch(b"".join(texts[:m]), offsets)
+        where = np.full(len(old.sizes), -1, dtype=np.int32)
+        where[np.asarray(rows, dtype=np.int64)] = np.arange(m, n, dtype=np.int32)
+        to = where[old.msg]
+        take = to >= 0
+        flags = np.zeros(n, dtype=new.flags.dtype)
+        flags[:m] = new.flags[:m]
+        sizes = np.fromiter(map(len, texts), np.int64, n)
+        return BatchResult(np.concatenate((new.msg, to[take])),
+                           np.concatenate((new.list_id, old.list_id[take])),
+                           np.concatenate((new.term_id, old.term_id[take])),
+                           np.concatenate((new.start, old.start[take])),
+                           np.concatenate((new.end, old.end[take])),
+                           np.concatenate((new.kind, old.kind[take])),
+                           flags, sizes, self.scanner)
+
+    def _check_batch(self, outputs: Sequence[bytes], allow_quarantine: Sequence[bool],
+                     old: BatchResult | None, rows: Sequence[int]) -> list[list[Finding]]:
+        """``check_batch``, the rows of the last ``len(rows)`` outputs taken from ``old``
+        at ``rows`` (ascending) when what this check scans is the output itself."""
         n = len(outputs)
         ix = BatchIndex(outputs, self.index, 1 << 30, closing=False)
         preps: list[Prepared | None] = [None] * n
@@ -174,13 +271,17 @@ class Rechecker:
             if prep.findings:
                 results[k] = prep.findings
             texts[k] = prep.text
-        if all(fast):  # every text is its output: scan the index's copy
-            buf, offsets = ix.buf, ix.offsets
+        m = n - len(rows)
+        if old is not None and all(texts[k] is outputs[k] for k in range(m, n)):
+            res = self._scan_rest(texts, fast, ix, old, rows)
         else:
-            offsets = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum([len(t) for t in texts], out=offsets[1:])
-            buf = b"".join(texts)
-        res = self.scanner.scan_batch(buf, offsets)
+            if all(fast):  # every text is its output: scan the index's copy
+                buf, offsets = ix.buf, ix.offsets
+            else:
+                offsets = np.zeros(n + 1, dtype=np.int64)
+                np.cumsum([len(t) for t in texts], out=offsets[1:])
+                buf = b"".join(texts)
+            res = self.scanner.scan_batch(buf, offsets)
         flags = res.flags.tolist()
         sel = np.where(ix.status == 0, np.arange(n, dtype=np.int64), -1)
         # matches that would give a finding (a quarantine list's may stay in a candidate)

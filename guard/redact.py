@@ -65,6 +65,21 @@ def _rollup(marks: Sequence[str], markings: Sequence[Marking | None],
     return got
 
 
+def _banner_of(marks: Sequence[str], markings: Sequence[Marking | None],
+               idx: Sequence[int]) -> tuple[str, bytes]:
+    """The roll-up banner of the portions ``idx`` as text and UTF-8 bytes, cached by
+    the set of their mark texts (as ``_rollup``, shared with ``build_lines``)."""
+    key = frozenset(marks[i] for i in idx)
+    got = _banners.get(key)
+    if got is None:
+        text = render_banner(_rollup(marks, markings, idx))
+        got = (text, text.encode("utf-8"))
+        if len(_banners) > 65536:
+            _banners.clear()
+        _banners[key] = got
+    return got
+
+
 def build_lines(text: bytes, lines: Sequence[tuple[int, int]], marks: Sequence[str],
                 markings: Sequence[Marking]) -> tuple[bytes, str]:
     """A one-section plain-text report of the ``lines`` spans of ``text`` under the
@@ -108,14 +123,12 @@ def build_text(text: bytes, plan: Plan, starts: Sequence[int], ends: Sequence[in
     sections = [s for s in plan.sections if s]
     if not sections:
         raise ValueError("nothing to release")
-    sec_marks = [_rollup(marks, markings, sec) for sec in sections]
-    doc = _rollup(marks, markings, [i for sec in sections for i in sec])
-    banner = render_banner(doc)
-    lines = [banner.encode("utf-8")]
+    banner, head = _banner_of(marks, markings, [i for sec in sections for i in sec])
+    lines = [head]
     for k, sec in enumerate(sections):
         if k:
             lines.append(TEARLINE)
-            lines.append(render_banner(sec_marks[k]).encode("utf-8"))
+            lines.append(_banner_of(marks, markings, sec)[1])
         for i in sec:
             s, e = starts[i], ends[i]
             line = text[s:e]

@@ -2,11 +2,13 @@
 
 ``replay(capture, new, baseline)`` decides every captured message under NEW (and,
 with a baseline, under OLD) on all cores: the capture's blocks are split into
-chunks, each worker process builds its ``Pipeline`` once per policy (in the pool
-initializer) and decides its chunk with ``decide_batch``; workers read their
-blocks from the file themselves, so payloads never cross a pipe, and send back
-only aggregates plus the messages whose outcome changed. The result feeds
-``guard.report``.
+chunks (shrinking towards the end, so that the workers finish together); the
+parent compiles one ``Pipeline`` per policy and warms it (``Pipeline.warm``)
+before forking, then decides chunks itself alongside its forked children, which
+inherit the pipelines; all take the next chunk from one shared counter and decide
+it with ``decide_batch``. Workers read their blocks from the file themselves, so
+payloads never cross a pipe, and send back only aggregates plus the messages whose
+outcome changed. The result feeds ``guard.report``.
 
 ``audit_replay(capture, audit_dirs)`` re-decides every captured message that an
 audit log has a record of, under the policy the record names (found by its
@@ -22,6 +24,7 @@ leaves differs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import hashlib
 import multiprocessing
@@ -196,6 +199,9 @@ class ReplayResult:
 # ---------------------------------------------------------------------------- workers
 
 _STATE: dict[str, Any] = {}
+# pipelines the parent compiled and warmed for the workers it is about to fork (fork
+# context: each child inherits them copy-on-write instead of compiling its own)
+_FORKED: dict[str, Pipeline] = {}
 
 
 def _load(path: str, sha: str) -> Policy:
@@ -207,23 +213,50 @@ def _load(path: str, sha: str) -> Policy:
 
 def _init(policies: dict[str, str], wanted: dict[str, list[str]] | None,
           slot: Any = None) -> None:
-    """Worker initializer: pin the worker to a core of its own (``slot``: a shared
-    counter handing out core numbers, None in the calling process), then compile one
-    pipeline per policy (sha256 -> path) and, in a worker process, freeze what it
-    built out of the garbage collector's sight.
+    """Worker initializer: in a child, pin it to a core of its own (``slot``: a shared
+    counter handing out core numbers, None in the calling process) and let it keep its
+    heap; then take the pipelines compiled before forking (``_FORKED``) or compile one
+    per policy (sha256 -> path) and, in a child, freeze what it holds out of the
+    garbage collector's sight.
 
     Never raises (a raising initializer makes a process pool restart workers for
     ever): the failure is kept and raised by the first task instead."""
     _STATE.clear()
     if slot is not None:
         _pin(slot)
+        _keep_heap()
     try:
-        _STATE["pipes"] = {sha: Pipeline(_load(path, sha)) for sha, path in policies.items()}
+        if _FORKED and policies.keys() <= _FORKED.keys():  # compiled before forking
+            _STATE["pipes"] = {sha: _FORKED[sha] for sha in policies}
+        else:
+            _STATE["pipes"] = _compile(policies)
     except Exception as exc:
         _STATE["error"] = f"a worker could not compile the policy: {type(exc).__name__}: {exc}"
     _STATE["wanted"] = wanted
     if slot is not None:  # a worker process: what it built lives as long as it does
         gc.freeze()
+
+
+def _compile(policies: dict[str, str]) -> dict[str, Pipeline]:
+    """One pipeline per policy (sha256 -> path); raises when one cannot be built."""
+    return {sha: Pipeline(_load(path, sha)) for sha, path in policies.items()}
+
+
+def _keep_heap() -> None:
+    """Let this worker's malloc keep freed memory for reuse (glibc; elsewhere a no-op).
+
+    A worker allocates and frees a few 1 MB buffers per batch (the batch's joined
+    messages, the re-check's, inflated blocks): left to glibc's defaults, these may be
+    mapped afresh and returned to the kernel again and again, every new page faulting
+    and being zeroed (system time was ~10% of a worker's CPU time). A worker lives for
+    one replay: holding on to its peak heap costs nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)   # blocks up to 32 MB from the heap
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)    # never trim the heap's top
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc malloc.h
 
 
 def _pin(slot: Any) -> None:
@@ -358,10 +391,16 @@ def _tally(ds: Sequence[Decision], flows: Sequence[str], counts: Counter[tuple[s
 
 
 def _chunks(blocks: Sequence[BlockInfo], workers: int) -> list[list[BlockInfo]]:
-    """Contiguous runs of blocks, a few per worker (for balance), in file order."""
-    n = max(1, min(len(blocks), workers * 8))
-    size = -(-len(blocks) // n) if blocks else 1
-    return [list(blocks[i:i + size]) for i in range(0, len(blocks), size)]
+    """Contiguous runs of blocks in file order, shrinking as the file is handed out
+    (each a share of what is left, ending with single blocks): few tasks, and the
+    workers finish within about one block of each other."""
+    out: list[list[BlockInfo]] = []
+    i, n = 0, len(blocks)
+    while i < n:
+        size = max(1, (n - i) // (2 * workers))
+        out.append(list(blocks[i:i + size]))
+        i += size
+    return out
 
 
 def _run_pool(fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
@@ -375,14 +414,85 @@ def _run_pool(fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
         finally:
             _STATE.clear()
     # fork: workers start at once, and the parent (the CLI) holds no lock a child needs
-    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    fork = os.name == "posix"
+    ctx = multiprocessing.get_context("fork" if fork else "spawn")
+    if fork:
+        # compiled once here and warmed (lazy imports, first calls) on built-in samples:
+        # every child inherits them instead of compiling and warming up its own
+        try:
+            _FORKED.update(_compile(policies))
+        except Exception as exc:
+            raise ReplayError(f"a worker could not compile the policy: "
+                              f"{type(exc).__name__}: {exc}") from None
+        for pipe in _FORKED.values():
+            pipe.warm()
     try:
-        slot = ctx.Value("i", 0)
-        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init,
-                                 initargs=(policies, wanted, slot)) as pool:
-            return list(pool.map(fn, tasks))
+        if not fork:
+            slot = ctx.Value("i", 0)
+            with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
+                                     initializer=_init, initargs=(policies, wanted, slot)) as pool:
+                return list(pool.map(fn, tasks))
+        return _run_forked(ctx, fn, tasks, policies, workers, wanted)
     except BrokenProcessPool as exc:
         raise ReplayError(f"a replay worker died: {exc}") from None
+    finally:
+        _FORKED.clear()
+        _DRAIN.clear()
+
+
+# fork only: the function, the tasks and the shared next-task counter, inherited by the
+# children (set before they are forked)
+_DRAIN: dict[str, Any] = {}
+
+
+def _drain() -> list[tuple[int, Any]]:
+    """Take the next task (each exactly once, in order) until none is left; returns
+    (index, result) of each task done here."""
+    fn, tasks, nxt = _DRAIN["fn"], _DRAIN["tasks"], _DRAIN["next"]
+    out: list[tuple[int, Any]] = []
+    while True:
+        with nxt.get_lock():
+            k = nxt.value
+            if k >= len(tasks):
+                return out
+            nxt.value = k + 1
+        out.append((k, fn(tasks[k])))
+
+
+def _run_forked(ctx: Any, fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
+                wanted: dict[str, list[str]] | None) -> list[Any]:
+    """``fn`` over ``tasks`` on this process and ``workers - 1`` forked children, all
+    taking tasks from one shared counter. This process works too: it is warm (its
+    heap, and the pipelines it compiled and warmed), where a child starts cold (its
+    first batches pay for copy-on-write faults and a fresh heap), and one process
+    fewer is started."""
+    nxt = ctx.Value("i", 0)
+    _DRAIN.update(fn=fn, tasks=tasks, next=nxt)
+
+    def stop() -> None:  # the others end after their current task
+        with nxt.get_lock():
+            nxt.value = len(tasks)
+
+    slot = ctx.Value("i", 1)  # the children's cores: the first is left to this process
+    got: list[tuple[int, Any]] = []
+    children = min(workers, len(tasks)) - 1
+    with ProcessPoolExecutor(children, mp_context=ctx, initializer=_init,
+                             initargs=(policies, wanted, slot)) as pool:
+        try:
+            futures = [pool.submit(_drain) for _ in range(children)]
+            _init(policies, wanted)
+            try:
+                got += _drain()
+            finally:
+                _STATE.clear()
+            for f in futures:
+                got += f.result()
+        except BaseException:
+            stop()
+            raise
+    if sorted(k for k, _ in got) != list(range(len(tasks))):
+        raise ReplayError("the replay workers did not decide every chunk exactly once")
+    return [r for _, r in sorted(got, key=lambda kr: kr[0])]
 
 
 def _scan(capture: str | os.PathLike[str]) -> CaptureIndex:

@@ -1,0 +1,177 @@
+"""Replay workers: pipelines compiled and warmed in the parent, inherited over fork.
+
+The parent compiles each policy's pipeline once and warms it on built-in samples
+before forking its workers; a child must decide with it exactly as with a pipeline of
+its own, and never wait on the parent's watchdog thread (threads do not survive a fork).
+The chunks of a capture cover every block once, in file order, ending in single blocks.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from guard.decide import _SAMPLES, Pipeline
+from guard.domains.generators import CATEGORIES, FlowTarget, Generator, GeneratorConfig
+from guard.policy import load_policy
+from guard.replay import _chunks, _compare_chunk
+
+REPO = Path(__file__).resolve().parents[1]
+POLICY = REPO / "policies" / "us-secret-to-fvey.yaml"
+
+
+def _traffic(n: int) -> list[bytes]:
+    flow = FlowTarget("us-secret-to-fvey", "FVEY", 3, "t")
+    cats = {c: 1.0 for c in CATEGORIES if c != "oversize"}
+    gen = Generator(flow, 9, REPO / "policies/terms/codewords.txt",
+                    GeneratorConfig(weights=cats, sizes={512: 0.5, 4096: 0.5}))
+    return [m.payload for m in gen.take(n)]
+
+
+def _key(d) -> tuple:  # type: ignore[no-untyped-def]
+    return (d.verdict, [f.to_dict() for f in d.findings], d.output, d.banner, d.lanes,
+            d.candidate, d.format, d.auto_release)
+
+
+def test_warm_changes_no_decision() -> None:
+    msgs = _traffic(200)
+    cold = Pipeline(load_policy(POLICY))
+    warm = Pipeline(load_policy(POLICY))
+    warm.warm()
+    assert [_key(d) for d in warm.decide_batch(msgs)] == [_key(d) for d in
+                                                          cold.decide_batch(msgs)]
+
+
+def test_samples_cover_every_verdict() -> None:
+    got = {d.verdict for d in Pipeline(load_policy(POLICY)).decide_batch(list(_SAMPLES))}
+    assert got == {"release", "redact", "quarantine", "block"}
+
+
+_INHERITED: list[Pipeline] = []
+
+
+def _child(q: multiprocessing.Queue, msgs: list[bytes]) -> None:  # type: ignore[type-arg]
+    q.put((os.getpid(), [_key(d) for d in _INHERITED[0].decide_batch(msgs)]))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="fork")
+def test_a_forked_child_decides_with_the_inherited_pipeline() -> None:
+    """The parent's pipeline ran on its watchdog thread; the child gets a thread of its
+    own (a job queued for the parent's thread would never run: the batch would block
+    after the time budget) and decides as the parent does."""
+    pipe = Pipeline(load_policy(POLICY))
+    pipe.warm()  # the parent's watchdog thread now exists, idle
+    msgs = _traffic(40)
+    want = [_key(d) for d in pipe.decide_batch(msgs)]
+    _INHERITED[:] = [pipe]
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(q, msgs))
+    p.start()
+    try:
+        pid, got = q.get(timeout=pipe.policy.time_budget_ms / 1000 - 0.5)
+    finally:
+        p.join(10)
+        _INHERITED.clear()
+    assert pid != os.getpid()
+    assert got == want
+
+
+@given(n=st.integers(0, 300), workers=st.integers(1, 8))
+def test_chunks_cover_the_blocks_in_order(n: int, workers: int) -> None:
+    blocks = list(range(n))
+    chunks = _chunks(blocks, workers)  # type: ignore[arg-type]
+    assert [b for c in chunks for b in c] == blocks
+    assert all(chunks)
+    sizes = [len(c) for c in chunks]
+    assert sizes == sorted(sizes, reverse=True)  # shrinking: the last are the smallest
+    if n >= 2 * workers:
+        assert sizes[-1] == 1 and len(chunks) <= 2 * workers * (1 + n.bit_length())
+
+
+def _capture(tmp_path: Path, n: int) -> Path:
+    from guard.capture import CapturedMessage, CaptureWriter
+
+    tmp_path.mkdir(exist_ok=True)
+    cap = tmp_path / "c.gcap"
+    with CaptureWriter(cap, {"source": "test"}, block_records=16) as w:
+        for k, data in enumerate(_traffic(n)):
+            w.write(CapturedMessage(f"m{k}", "us-secret-to-fvey", "t", 0.0, (), data))
+    return cap
+
+
+def test_parent_and_children_decide_every_chunk_once(tmp_path: Path) -> None:
+    from guard.replay import replay
+
+    cap = _capture(tmp_path, 160)
+    one, two, three = (replay(cap, POLICY, workers=w) for w in (1, 2, 3))
+    assert one.messages == two.messages == three.messages == 160
+    few = _capture(tmp_path / "few", 40)  # 3 blocks, more workers than chunks
+    assert replay(few, POLICY, workers=6).counts_after == replay(few, POLICY,
+                                                                 workers=1).counts_after
+    for res in (two, three):
+        assert res.counts_after == one.counts_after
+        assert res.rules_after == one.rules_after
+        assert res.released_bytes_after == one.released_bytes_after
+
+
+def _die(task):  # type: ignore[no-untyped-def]
+    if os.getpid() != _PARENT[0]:
+        os._exit(3)  # a child dies mid-replay
+    time.sleep(0.15)  # the parent is slow: the child surely takes a chunk
+    return _compare_chunk(task)
+
+
+def _fail(task):  # type: ignore[no-untyped-def]
+    from guard.capture import CaptureError
+
+    if os.getpid() != _PARENT[0]:
+        raise CaptureError("damaged block (test)")
+    time.sleep(0.15)
+    return _compare_chunk(task)
+
+
+_PARENT = [0]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="fork")
+def test_a_dead_or_failing_child_fails_the_replay(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is reported from a partial run: a child that dies or raises fails it."""
+    from guard.replay import ReplayError, replay
+
+    cap = _capture(tmp_path, 160)
+    _PARENT[0] = os.getpid()
+    monkeypatch.setattr("guard.replay._compare_chunk", _die)
+    with pytest.raises(ReplayError, match="died"):
+        replay(cap, POLICY, workers=2)
+    monkeypatch.setattr("guard.replay._compare_chunk", _fail)
+    with pytest.raises(ReplayError, match="damaged block"):
+        replay(cap, POLICY, workers=2)
+
+
+def test_the_bench_replay_mix_decides_as_the_reference() -> None:
+    """The replay benchmark's traffic (4 KB, us-secret-to-fvey, its whole category mix):
+    every batched decision (index paths, re-check taking first-scan rows) equals the
+    per-message reference path (each stage's ``run``), findings included."""
+    from bench.replay import _messages
+    from guard.decide import Stage, _Ctx
+
+    msgs = [m.payload for m in _messages(256)]
+    pipe = Pipeline(load_policy(POLICY), watchdog=False)
+    pipe.warm()
+    got = [_key(d) for d in pipe.decide_batch(msgs)]
+    want = []
+    for data in msgs:
+        ctx = _Ctx(data, "", 60.0)
+        for stage in pipe.stages:
+            Stage.run_batch(stage, [ctx], lambda: None)
+        want.append(_key(pipe._finish(ctx, True, pipe.policy.sha256)))
+    assert got == want
+    assert {g[0] for g in got} == {"release", "redact", "quarantine", "block"}
