@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 RELEASING = ("release", "redact")
 JOURNAL_NAME = "delivered.log"
@@ -47,33 +48,43 @@ class Decided:
 
 
 class DecidedIndex:
-    """``(flow, message_id) -> Decided`` for the most recent ``window`` messages."""
+    """``(flow, message_id) -> Decided`` for the most recent ``window`` messages.
+
+    Entries are kept as plain tuples of strings, which the garbage collector stops
+    tracking after its first look: a window of a million ``Decided`` objects would
+    be traversed by every full collection (tens of ms of pause, the p99's worst
+    enemy in a long run); ``get`` builds the ``Decided`` it returns.
+    """
 
     def __init__(self, window: int = 1_000_000) -> None:
         self.window = window
-        self._entries: OrderedDict[tuple[str, str], Decided] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[Any, ...]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, flow: str, message_id: str) -> Decided | None:
-        """The earlier decision about this message, if any."""
-        return self._entries.get((flow, message_id))
+        """The earlier decision about this message, if any (a copy: change it with
+        ``add`` or ``mark_delivered``)."""
+        t = self._entries.get((flow, message_id))
+        return None if t is None else Decided(*t)
 
     def add(self, flow: str, message_id: str, d: Decided) -> None:
         """Remember a decision (the latest one wins)."""
         key = (flow, message_id)
-        self._entries[key] = d
+        self._entries[key] = (d.decision_id, d.verdict, d.input_sha256, d.output_sha256,
+                              d.policy_sha256, d.delivered)
         self._entries.move_to_end(key)
         while len(self._entries) > self.window:
             self._entries.popitem(last=False)
 
     def mark_delivered(self, keys: Iterable[tuple[str, str]]) -> None:
         """Record that these releases were acknowledged by the low-side broker."""
+        entries = self._entries
         for key in keys:
-            d = self._entries.get(key)
-            if d is not None:
-                d.delivered = True
+            t = entries.get(key)
+            if t is not None and not t[5]:
+                entries[key] = (*t[:5], True)  # same place in the order
 
     def load_audit(self, records_path: Path) -> int:
         """Add every decision in an audit ``records.jsonl``; returns the count read."""

@@ -354,6 +354,25 @@ def test_index_rebuilt_from_audit_and_journal(tmp_path: Path) -> None:
     assert len(small) == 2 and small.get(FLOW, msgs[0].message_id) is None
 
 
+def test_the_decided_index_keeps_order_and_is_not_tracked_by_the_collector() -> None:
+    import gc
+
+    from guard.delivery import Decided
+
+    idx = DecidedIndex(window=3)
+    for i in range(4):
+        idx.add("f", f"m{i}", Decided(f"d{i}", "release", "a" * 64, "b" * 64, "c" * 64))
+    assert idx.get("f", "m0") is None and len(idx) == 3  # the oldest went first
+    idx.mark_delivered([("f", "m2"), ("f", "nope")])
+    assert idx.get("f", "m2").delivered and not idx.get("f", "m1").delivered
+    idx.add("f", "m4", Decided("d4", "block", "a" * 64, None, "c" * 64))
+    assert idx.get("f", "m1") is None and idx.get("f", "m2").decision_id == "d2"
+    got = idx.get("f", "m4")
+    assert got is not None and not got.releasing and got.output_sha256 is None
+    gc.collect()
+    assert not any(gc.is_tracked(v) or gc.is_tracked(k) for k, v in idx._entries.items())
+
+
 def test_config_errors_name_every_bad_key(tmp_path: Path) -> None:
     bad = {"brokers": {"gbr": {"port": 70000, "colour": 1}}, "batch_max": 0,
            "audit": {"fsync": "sometimes"}, "surprise": True}
