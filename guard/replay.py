@@ -240,9 +240,15 @@ def _init(policies: dict[str, str], wanted: dict[str, list[str]] | None,
         gc.freeze()
 
 
+# policies the caller has just loaded (sha256 -> Policy), compiled as they are instead of
+# being loaded again from their files (in this process, and in children forked from it)
+_LOADED: dict[str, Policy] = {}
+
+
 def _compile(policies: dict[str, str]) -> dict[str, Pipeline]:
     """One pipeline per policy (sha256 -> path); raises when one cannot be built."""
-    return {sha: Pipeline(_load(path, sha)) for sha, path in policies.items()}
+    return {sha: Pipeline(_LOADED.get(sha) or _load(path, sha))
+            for sha, path in policies.items()}
 
 
 def _keep_heap() -> None:
@@ -569,10 +575,13 @@ def replay(capture: str | os.PathLike[str], new: str | os.PathLike[str],
     tasks = [(str(idx.path), c, pn.sha256, po.sha256 if po else None, fl)
              for c in _chunks(idx.blocks, workers)]
     t0 = time.perf_counter()
+    _LOADED.update({p.sha256: p for p in (pn, po) if p is not None})
     try:
         parts = _run_pool(_compare_chunk, tasks, policies, workers)
     except CaptureError as exc:
         raise ReplayError(str(exc)) from None
+    finally:
+        _LOADED.clear()
     res.seconds = time.perf_counter() - t0
     dn = res.new.destination
     do = res.baseline.destination if res.baseline else ""
