@@ -224,12 +224,8 @@ def _fast_text(data: bytes, text: bytes, max_portions: int, fmt: str) -> Message
     last_nl = text.rfind(b"\n", 0, body_end)
     if last_nl <= first_nl:
         return None
-    nmid = text.count(b"\n", first_nl + 1, last_nl + 1)  # lines between the banners
-    if nmid > max_portions:
-        return None
-    hits = recognize_portions(text)
-    if len(hits) != nmid or hits[0].start != first_nl + 1 or hits[-1].start > last_nl:
-        return None
+    # the banners first: a report whose last line does not repeat its banner (or that
+    # has none) is sent to the full parser before its portions are recognised for nothing
     top = text[:first_nl]
     bottom = text[last_nl + 1:body_end]
     if top.endswith(b"\r"):
@@ -237,6 +233,12 @@ def _fast_text(data: bytes, text: bytes, max_portions: int, fmt: str) -> Message
     if bottom.endswith(b"\r"):
         bottom = bottom[:-1]
     if top[:1] == b"(" or top.strip() != bottom.strip():
+        return None
+    nmid = text.count(b"\n", first_nl + 1, last_nl + 1)  # lines between the banners
+    if nmid > max_portions:
+        return None
+    hits = recognize_portions(text)
+    if len(hits) != nmid or hits[0].start != first_nl + 1 or hits[-1].start > last_nl:
         return None
     top_s = top.decode("utf-8").strip()
     res = parse_mark(top_s, "banner")
