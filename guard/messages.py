@@ -515,13 +515,16 @@ class BatchIndex:
         if int(self.status[k]) != 2:
             return None
         data = self.datas[k]
-        lo, hi = int(self.rowstart[k]), int(self.rowstart[k + 1])
+        lo, hi = self.rowstart[k:k + 2].tolist()
+        rows = self.rows
         out = []
-        for (s, me, _e, kind), i in zip(self.rows[lo:hi].tolist(), self.ids[lo:hi].tolist(),
-                                        strict=True):
-            if kind == 0 and i < 0:
-                raw = data[s + 1:me - 1]
-                out.append(_invalid_mark(_pcache.get(raw) or _portion_mark(raw), s, me))
+        # only the rows of invalid marks (negative ids, few) are read out of the array
+        for j, i in enumerate(self.ids[lo:hi].tolist(), lo):
+            if i < 0:
+                s, me, _e, kind = rows[j].tolist()
+                if kind == 0:
+                    raw = data[s + 1:me - 1]
+                    out.append(_invalid_mark(_pcache.get(raw) or _portion_mark(raw), s, me))
         return out
 
     def fast(self, k: int) -> bool:
