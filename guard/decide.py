@@ -438,20 +438,20 @@ def _term_actions(hits: Sequence[tuple[int, TermListSpec, Match]], kept: Contain
                 "an encoded run the guard cannot inspect" if mt.kind == "encoded" else
                 f"a term of list '{spec.name}'")
         if spec.action == "block":
-            blockf.append(Finding(spec.rule, f"{what} was found; the policy blocks the "
+            blockf.append(_finding(spec.rule, f"{what} was found; the policy blocks the "
                                   "message", mt.start, mt.end))
         elif spec.action == "quarantine":
-            quarf.append(Finding(spec.rule, f"{what} was found; the message needs human "
+            quarf.append(_finding(spec.rule, f"{what} was found; the message needs human "
                                  "review", mt.start, mt.end))
         elif released:
             mark_end, end = bounds(i)
             s, e = max(mt.start, mark_end), min(mt.end, end)
             if s >= e:
-                blockf.append(Finding(spec.rule, f"{what} cannot be cut out cleanly",
+                blockf.append(_finding(spec.rule, f"{what} cannot be cut out cleanly",
                                       mt.start, mt.end))
                 continue
             cuts.setdefault(i, []).append((s, e))
-            findings.append(Finding(spec.rule, f"{what} was redacted", mt.start, mt.end))
+            findings.append(_finding(spec.rule, f"{what} was redacted", mt.start, mt.end))
     return cuts
 
 
@@ -818,14 +818,14 @@ class DecideStage(Stage):
             ids = ix.marks.members(ix.masks[k])
             got = self.banner_findings(ix.banners[k] or "", ix.banner_marks[k],  # type: ignore[arg-type]
                                        [texts[i] for i in ids], [markings[i] for i in ids])
-            bad_banner += [Finding("banner-rollup", f"the banner does not match its "
-                                   f"portions: {t}", 0, top) for t in got]
+            bad_banner += [_finding("banner-rollup", f"the banner does not match its "
+                                    f"portions: {t}", 0, top) for t in got]
             for text, m, span, mask, _ps in secs:
                 ids = ix.marks.members(mask)
                 got = self.banner_findings(text, m, [texts[i] for i in ids],
                                            [markings[i] for i in ids])
-                bad_banner += [Finding("banner-rollup", "the tearline banner does not match "
-                                       f"its portions: {t}", *span) for t in got]
+                bad_banner += [_finding("banner-rollup", "the tearline banner does not "
+                                        f"match its portions: {t}", *span) for t in got]
             if bad_banner:
                 ctx.rewrite = True
                 if pol.banner_mismatch == "block":

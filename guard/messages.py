@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from guard._core import MsgIdxRows, MsgIdxTable, msgidx_index
+from guard._core import MsgIdxRows, MsgIdxTable, SlotMaker, msgidx_index
 from guard.findings import Finding
 from guard.markings import Marking, ParseResult, parse, recognize_portions, render_banner
 
@@ -264,11 +264,17 @@ def _fast_text(data: bytes, text: bytes, max_portions: int, fmt: str) -> Message
     return msg
 
 
+#: ``Finding(rule, message, start, end)`` built straight into its slots (the same object,
+#: ~10x cheaper than the frozen dataclass's ``__init__``)
+_finding: Callable[[str, str, int, int], Finding] = SlotMaker(
+    Finding, ("rule", "message", "start", "end")).make4
+
+
 def _invalid_mark(pres: ParseResult, start: int, end: int) -> Finding:
     """The finding for a portion mark that is not valid (``pres``: its parse)."""
     why = "; ".join(x.message for x in pres.errors) or "not a portion mark"
-    return Finding("portion-invalid", f"the portion mark ({pres.input}) is not valid: {why}",
-                   start, end)
+    return _finding("portion-invalid", f"the portion mark ({pres.input}) is not valid: {why}",
+                    start, end)
 
 
 def parse_text(data: bytes, text: bytes, max_portions: int, fmt: str = "text") -> Message:
