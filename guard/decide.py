@@ -477,6 +477,7 @@ class DecideStage(Stage):
         self._withheld: tuple[int, int, int] = (-1, 0, 0)
         self._wtables: tuple[int, bytes, list[Any]] = (-1, b"", [])
         self._banner_ok: dict[tuple[int, str, int], bool] = {}
+        self._rollup: dict[tuple[int, str, int], tuple[str, ...]] = {}
         self._codes: tuple[Scanner, np.ndarray] | None = None
 
     def withheld_mask(self, ix: BatchIndex) -> int:
@@ -758,6 +759,22 @@ class DecideStage(Stage):
                         f"must be covered): {'; '.join(why[:3]) or 'no release marking'}"))
         return tuple(out)
 
+    def _rollup_msgs(self, ix: BatchIndex, k: int) -> tuple[str, ...]:
+        """``banner_findings`` for indexed message k's banner and marks, cached by the
+        index generation, banner text and mark bit set (as ``banner_ok``): no mark
+        list or set to build for a banner already judged with the same marks."""
+        banner, mask = ix.banners[k] or "", ix.masks[k]
+        key = (ix.generation, banner, mask)
+        got = self._rollup.get(key)
+        if got is None:
+            ids = ix.marks.members(mask)
+            got = self.banner_findings(banner, ix.banner_marks[k],  # type: ignore[arg-type]
+                                       [ix.texts[i] for i in ids], [ix.markings[i] for i in ids])
+            if len(self._rollup) > 65536:
+                self._rollup.clear()
+            self._rollup[key] = got
+        return got
+
     def banner_findings(self, banner: str, bm: Marking, marks: list[str],
                         ms: list[Marking]) -> tuple[str, ...]:
         """Messages of ``check_banner``, cached by the banner text and the set of marks."""
@@ -815,9 +832,7 @@ class DecideStage(Stage):
         # 1. banners against the roll-up of their portions (cached by banner and marks)
         if not self.banner_ok(ix, k):
             bad_banner: list[Finding] = []
-            ids = ix.marks.members(ix.masks[k])
-            got = self.banner_findings(ix.banners[k] or "", ix.banner_marks[k],  # type: ignore[arg-type]
-                                       [texts[i] for i in ids], [markings[i] for i in ids])
+            got = self._rollup_msgs(ix, k)
             bad_banner += [_finding("banner-rollup", f"the banner does not match its "
                                     f"portions: {t}", 0, top) for t in got]
             for text, m, span, mask, _ps in secs:
@@ -854,8 +869,9 @@ class DecideStage(Stage):
             sections = _choose_sections(pol, shape, set(withheld), len(ctx.data), findings,
                                         blockf)
         # 5. term actions (none without hits: the kept set is not needed then)
-        cuts = _term_actions(hits, {i for s in sections for i in s},
-                             lambda i: (mark_ends[i], ends[i]), findings, blockf,
+        # kept: every portion when none is withheld (``by_sec`` holds each portion once)
+        kept = range(len(starts)) if not withheld else {i for s in sections for i in s}
+        cuts = _term_actions(hits, kept, lambda i: (mark_ends[i], ends[i]), findings, blockf,
                              quarf) if hits else {}
 
         # 6. verdict (no lane matched: no lanes, no automatic release)
