@@ -682,7 +682,10 @@ class DecideStage(Stage):
                     ctx.block([_internal(f"stage 'decide' failed: {type(exc).__name__}: "
                                          f"{exc}")])
                     continue
-            _guarded(self, ctx, self.run)
+            if ctx.blocked:  # ``run`` does nothing for a blocked message
+                ctx.completed.append(name)
+            else:
+                _guarded(self, ctx, self.run)
             tick()
         tick()
 
@@ -1007,7 +1010,9 @@ class RedactStage(Stage):
         """Messages decided on the index to leave unchanged need no work here."""
         now = time.perf_counter()  # the budget is checked between stages
         for ctx in ctxs:
-            if ctx.plain and not ctx.blocked and now <= ctx.deadline:
+            if ctx.blocked:  # ``run`` does nothing for a blocked message
+                ctx.completed.append(self.name)
+            elif ctx.plain and now <= ctx.deadline:
                 ctx.output, ctx.verdict = ctx.data, "release"
                 ctx.completed.append(self.name)
             else:
