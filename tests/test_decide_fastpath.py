@@ -230,3 +230,16 @@ def test_repeated_marks_get_the_ids_of_their_keys(bodies: list[list[str]], warm:
                                         strict=True):
             if kind == 0:
                 assert i == idx.table.get(data[s + 1:me - 1]), (data, s)
+
+
+@pytest.mark.parametrize("inner", [0, 1, 510, 511, 512, 513, 514])
+@pytest.mark.parametrize("tail", [b")", b") text", b"", b" text"])
+def test_mark_length_limit_decides_as_the_reference(inner: int, tail: bytes) -> None:
+    """A portion mark's closing ')' is looked for only within the parser's limit: marks
+    just under, at and over it, closed at the line's end or before text, or not closed,
+    decide in a batch exactly as alone (the index finds the same ')' the parser does)."""
+    pipe = PIPES["us-secret-to-fvey"]
+    line = b"(" + b"S" * inner + tail
+    batch = [b"SECRET\n(S) Convoy.\n" + line + b"\nSECRET\n",
+             b"SECRET\n" + line + b"\n(S) Convoy.\nSECRET\n"]
+    assert [_key(d) for d in pipe.decide_batch(batch)] == [_reference(pipe, m) for m in batch]
