@@ -438,20 +438,20 @@ def _term_actions(hits: Sequence[tuple[int, TermListSpec, Match]], kept: Contain
                 "an encoded run the guard cannot inspect" if mt.kind == "encoded" else
                 f"a term of list '{spec.name}'")
         if spec.action == "block":
-            blockf.append(Finding(spec.rule, f"{what} was found; the policy blocks the "
+            blockf.append(_finding(spec.rule, f"{what} was found; the policy blocks the "
                                   "message", mt.start, mt.end))
         elif spec.action == "quarantine":
-            quarf.append(Finding(spec.rule, f"{what} was found; the message needs human "
+            quarf.append(_finding(spec.rule, f"{what} was found; the message needs human "
                                  "review", mt.start, mt.end))
         elif released:
             mark_end, end = bounds(i)
             s, e = max(mt.start, mark_end), min(mt.end, end)
             if s >= e:
-                blockf.append(Finding(spec.rule, f"{what} cannot be cut out cleanly",
+                blockf.append(_finding(spec.rule, f"{what} cannot be cut out cleanly",
                                       mt.start, mt.end))
                 continue
             cuts.setdefault(i, []).append((s, e))
-            findings.append(Finding(spec.rule, f"{what} was redacted", mt.start, mt.end))
+            findings.append(_finding(spec.rule, f"{what} was redacted", mt.start, mt.end))
     return cuts
 
 
@@ -477,6 +477,7 @@ class DecideStage(Stage):
         self._withheld: tuple[int, int, int] = (-1, 0, 0)
         self._wtables: tuple[int, bytes, list[Any]] = (-1, b"", [])
         self._banner_ok: dict[tuple[int, str, int], bool] = {}
+        self._rollup: dict[tuple[int, str, int], tuple[str, ...]] = {}
         self._codes: tuple[Scanner, np.ndarray] | None = None
 
     def withheld_mask(self, ix: BatchIndex) -> int:
@@ -681,7 +682,10 @@ class DecideStage(Stage):
                     ctx.block([_internal(f"stage 'decide' failed: {type(exc).__name__}: "
                                          f"{exc}")])
                     continue
-            _guarded(self, ctx, self.run)
+            if ctx.blocked:  # ``run`` does nothing for a blocked message
+                ctx.completed.append(name)
+            else:
+                _guarded(self, ctx, self.run)
             tick()
         tick()
 
@@ -758,6 +762,22 @@ class DecideStage(Stage):
                         f"must be covered): {'; '.join(why[:3]) or 'no release marking'}"))
         return tuple(out)
 
+    def _rollup_msgs(self, ix: BatchIndex, k: int) -> tuple[str, ...]:
+        """``banner_findings`` for indexed message k's banner and marks, cached by the
+        index generation, banner text and mark bit set (as ``banner_ok``): no mark
+        list or set to build for a banner already judged with the same marks."""
+        banner, mask = ix.banners[k] or "", ix.masks[k]
+        key = (ix.generation, banner, mask)
+        got = self._rollup.get(key)
+        if got is None:
+            ids = ix.marks.members(mask)
+            got = self.banner_findings(banner, ix.banner_marks[k],  # type: ignore[arg-type]
+                                       [ix.texts[i] for i in ids], [ix.markings[i] for i in ids])
+            if len(self._rollup) > 65536:
+                self._rollup.clear()
+            self._rollup[key] = got
+        return got
+
     def banner_findings(self, banner: str, bm: Marking, marks: list[str],
                         ms: list[Marking]) -> tuple[str, ...]:
         """Messages of ``check_banner``, cached by the banner text and the set of marks."""
@@ -815,17 +835,15 @@ class DecideStage(Stage):
         # 1. banners against the roll-up of their portions (cached by banner and marks)
         if not self.banner_ok(ix, k):
             bad_banner: list[Finding] = []
-            ids = ix.marks.members(ix.masks[k])
-            got = self.banner_findings(ix.banners[k] or "", ix.banner_marks[k],  # type: ignore[arg-type]
-                                       [texts[i] for i in ids], [markings[i] for i in ids])
-            bad_banner += [Finding("banner-rollup", f"the banner does not match its "
-                                   f"portions: {t}", 0, top) for t in got]
+            got = self._rollup_msgs(ix, k)
+            bad_banner += [_finding("banner-rollup", f"the banner does not match its "
+                                    f"portions: {t}", 0, top) for t in got]
             for text, m, span, mask, _ps in secs:
                 ids = ix.marks.members(mask)
                 got = self.banner_findings(text, m, [texts[i] for i in ids],
                                            [markings[i] for i in ids])
-                bad_banner += [Finding("banner-rollup", "the tearline banner does not match "
-                                       f"its portions: {t}", *span) for t in got]
+                bad_banner += [_finding("banner-rollup", "the tearline banner does not "
+                                        f"match its portions: {t}", *span) for t in got]
             if bad_banner:
                 ctx.rewrite = True
                 if pol.banner_mismatch == "block":
@@ -854,8 +872,9 @@ class DecideStage(Stage):
             sections = _choose_sections(pol, shape, set(withheld), len(ctx.data), findings,
                                         blockf)
         # 5. term actions (none without hits: the kept set is not needed then)
-        cuts = _term_actions(hits, {i for s in sections for i in s},
-                             lambda i: (mark_ends[i], ends[i]), findings, blockf,
+        # kept: every portion when none is withheld (``by_sec`` holds each portion once)
+        kept = range(len(starts)) if not withheld else {i for s in sections for i in s}
+        cuts = _term_actions(hits, kept, lambda i: (mark_ends[i], ends[i]), findings, blockf,
                              quarf) if hits else {}
 
         # 6. verdict (no lane matched: no lanes, no automatic release)
@@ -991,7 +1010,9 @@ class RedactStage(Stage):
         """Messages decided on the index to leave unchanged need no work here."""
         now = time.perf_counter()  # the budget is checked between stages
         for ctx in ctxs:
-            if ctx.plain and not ctx.blocked and now <= ctx.deadline:
+            if ctx.blocked:  # ``run`` does nothing for a blocked message
+                ctx.completed.append(self.name)
+            elif ctx.plain and now <= ctx.deadline:
                 ctx.output, ctx.verdict = ctx.data, "release"
                 ctx.completed.append(self.name)
             else:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,14 +99,20 @@ def bundle_manifest(yaml_name: str, yaml_sha256: str,
 def verified_bytes(policy: Policy, path: Path) -> bytes:
     """The bytes of a file the policy references, refused (``PolicyError``) unless they
     still have the digest the policy's bundle hash covers."""
+    return _verified(policy, path)[0]
+
+
+def _verified(policy: Policy, path: Path) -> tuple[bytes, str, str]:
+    """``verified_bytes`` with the file's resolved path and (verified) digest."""
     base = policy.path.resolve().parent
-    rel = Path(path).resolve().relative_to(base).as_posix()
+    full = Path(path).resolve()
+    rel = full.relative_to(base).as_posix()
     want = dict(policy.files).get(rel)
-    data = Path(path).read_bytes()
+    data = full.read_bytes()
     if want is None or hashlib.sha256(data).hexdigest() != want:
         raise PolicyError([f"{policy.path}:1: referenced file {rel} changed since the policy "
                            "was loaded (its bundle hash no longer covers it): load it again"])
-    return data
+    return data, str(full), want
 
 
 def bundle_sha256(path: str | Path) -> str | None:
@@ -118,15 +124,35 @@ def bundle_sha256(path: str | Path) -> str | None:
         return None
 
 
+#: Terms parsed from a referenced file, by (resolved path, kind, SHA-256 of the bytes
+#: parsed): each parse was bracketed by two reads with that digest, so a file that
+#: hashes the same again parses to the same terms. A pipeline builds its lists twice
+#: (the first pass and the re-check) right after the policy load parsed them: each build
+#: still reads and verifies every file, but parses none again.
+_PARSED: dict[tuple[str, str, str], tuple[str, ...]] = {}
+_PARSED_MAX = 1024
+
+
+def _remember(full: str, kind: str, digest: str, terms: Sequence[str]) -> None:
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[(full, kind, digest)] = tuple(terms)
+
+
 def load_list(policy: Policy, path: Path, name: str, kind: str) -> TermList:
     """Load a referenced term/pattern/indicator file as a ``TermList``, refusing it
     (``PolicyError``) unless its bytes are those the bundle hash covers, before and after
-    the load (so the compiled lists are the hashed lists)."""
-    from guard.terms import load_patterns, load_terms
+    the load (so the compiled lists are the hashed lists); a file whose verified bytes
+    were parsed before gives the terms of that parse (``_PARSED``)."""
+    from guard.terms import TermList, load_patterns, load_terms
 
-    verified_bytes(policy, path)
+    _data, full, digest = _verified(policy, path)
+    terms = _PARSED.get((full, kind, digest))
+    if terms is not None:
+        return TermList(name, kind, terms)
     tl = load_patterns(path, name) if kind == "pattern" else load_terms(path, name, kind)
-    verified_bytes(policy, path)
+    _verified(policy, path)
+    _remember(full, kind, digest, tl.terms)
     return tl
 
 
@@ -639,6 +665,8 @@ def _try_load_terms(ctx: _Ctx, node: yaml.Node | None, path: Path, name: str, ki
             return
         if not tl.terms:
             ctx.err(node, f"term file {path.name} has no entries")
+        else:
+            _remember(str(path.resolve()), kind, before, tl.terms)
         digests[path] = before
     except Exception as exc:
         ctx.err(node, f"term file {path.name} is invalid: {exc}")

@@ -301,3 +301,20 @@ def test_row_split_and_spans_follow_the_rows() -> None:
         rows.spans(0, [4])
     with pytest.raises(ValueError):
         rows.split(0, held[:1], why, Finding)  # a mark id that was not judged
+
+
+@given(st.text(max_size=20), st.text(max_size=60), st.integers(0, 1 << 40),
+       st.integers(0, 1 << 40))
+def test_slot_built_findings_are_the_constructors(rule: str, message: str, start: int,
+                                                  end: int) -> None:
+    """The findings the decision and the parser build straight into their slots are the
+    objects ``Finding(...)`` gives: equal, same type, hash, repr and dict."""
+    from guard import decide, messages
+    from guard.findings import Finding
+
+    ref = Finding(rule, message, start, end)
+    for make in (decide._finding, messages._finding):
+        got = make(rule, message, start, end)
+        assert type(got) is Finding
+        assert got == ref and hash(got) == hash(ref) and repr(got) == repr(ref)
+        assert got.to_dict() == ref.to_dict()

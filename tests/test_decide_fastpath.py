@@ -207,3 +207,39 @@ def test_threads_and_index_resets_do_not_mix_up_marks(monkeypatch: pytest.Monkey
         t.join()
     assert not errors
     assert pipe.stages[0].marks.generation > 0  # the resets really happened
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(GOOD[:4] + BAD[:3] + ["S//NF ", "S//N"]),
+                         min_size=1, max_size=8), min_size=1, max_size=6),
+       st.booleans())
+def test_repeated_marks_get_the_ids_of_their_keys(bodies: list[list[str]], warm: bool) -> None:
+    """Each portion row's id is its mark's id in the table, whether the index looked it
+    up, took it from the portion before (the same bytes) or first saw it in this batch."""
+    idx = MarkIndex(portion_marking, lambda t: parse_mark(t, "banner").marking)
+    datas = [("SECRET\n" + "".join(f"({m}) text {k}.\n" for k, m in enumerate(b))
+              + "SECRET\n").encode() for b in bodies]
+    if warm:
+        BatchIndex(datas[:1], idx, 1000)
+    ix = BatchIndex(datas, idx, 1000)
+    for k, data in enumerate(datas):
+        if ix.status[k] == 1:
+            continue
+        lo, hi = int(ix.rowstart[k]), int(ix.rowstart[k + 1])
+        for (s, me, _e, kind), i in zip(ix.rows[lo:hi].tolist(), ix.ids[lo:hi].tolist(),
+                                        strict=True):
+            if kind == 0:
+                assert i == idx.table.get(data[s + 1:me - 1]), (data, s)
+
+
+@pytest.mark.parametrize("inner", [0, 1, 510, 511, 512, 513, 514])
+@pytest.mark.parametrize("tail", [b")", b") text", b"", b" text"])
+def test_mark_length_limit_decides_as_the_reference(inner: int, tail: bytes) -> None:
+    """A portion mark's closing ')' is looked for only within the parser's limit: marks
+    just under, at and over it, closed at the line's end or before text, or not closed,
+    decide in a batch exactly as alone (the index finds the same ')' the parser does)."""
+    pipe = PIPES["us-secret-to-fvey"]
+    line = b"(" + b"S" * inner + tail
+    batch = [b"SECRET\n(S) Convoy.\n" + line + b"\nSECRET\n",
+             b"SECRET\n" + line + b"\n(S) Convoy.\nSECRET\n"]
+    assert [_key(d) for d in pipe.decide_batch(batch)] == [_reference(pipe, m) for m in batch]

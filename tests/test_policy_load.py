@@ -190,3 +190,36 @@ def test_pipeline_refuses_a_term_file_changed_after_load(pdir: Path) -> None:
     assert fresh.sha256 != pol.sha256
     msg = b"SECRET//REL TO USA, GBR\n(S//REL TO USA, GBR) Convoy.\nSECRET//REL TO USA, GBR\n"
     assert Pipeline(fresh).decide(msg).policy_sha256 == fresh.sha256  # records the bundle
+
+
+def test_lists_of_remembered_parses_equal_fresh_parses(pdir: Path) -> None:
+    """build_lists takes the terms of a file whose verified bytes were parsed before
+    (by the policy load): the very lists a fresh parse gives; a changed file is parsed
+    again (its new bytes, under a fresh policy) and never given the old terms."""
+    from guard import policy as policy_mod
+    from guard.recheck import build_lists
+    from guard.terms import load_patterns, load_terms
+
+    path = _write(pdir, BASE)
+    pol = load_policy(path)
+
+    def fresh(p: policy_mod.Policy) -> list[tuple[str, str, tuple[str, ...]]]:
+        specs = [(s.path, s.name, s.kind) for s in p.term_lists]
+        specs += [(ln.indicators, ln.name, "dirty") for ln in p.lanes]
+        return [(n, k, tuple((load_patterns(f, n) if k == "pattern" else
+                              load_terms(f, n, k)).terms)) for f, n, k in specs]
+
+    def got(p: policy_mod.Policy) -> list[tuple[str, str, tuple[str, ...]]]:
+        return [(t.name, t.kind, tuple(t.terms)) for t in build_lists(p)]
+
+    old = fresh(pol)
+    assert got(pol) == old == got(pol)
+    words = pdir / "terms" / "codewords.txt"
+    words.write_bytes(words.read_bytes() + b"\nnew code word\n")
+    with pytest.raises(PolicyError, match="changed since the policy was loaded"):
+        build_lists(pol)
+    new = load_policy(path)
+    assert got(new) == fresh(new) != old
+    assert any("new code word" in t for _n, _k, ts in got(new) for t in ts)
+    policy_mod._PARSED.clear()  # parsed afresh: the same lists
+    assert got(new) == fresh(new)
