@@ -545,6 +545,44 @@ cdef extern from *:
         return hm;
     }
 
+    /* The separator run at raw position j as _sc_first_gap classifies it: 0 none,
+       1 tight, 2 loose, 3 hard, 4 the text ends before another letter. */
+    static inline int sc_gap_at(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
+                                Py_ssize_t n, Py_ssize_t j) {
+        int glen = 0, nb = 0, nl = 0;
+        while (j < n && fold[d[j]] == 0) {
+            int c = cls[d[j]];
+            glen++; nb += c == 1; nl += c == 2;
+            if (glen > 8 || nl >= 2) return 3;
+            j++;
+        }
+        if (j >= n) return 4;
+        if (glen == 0) return 0;
+        if ((nb == 0 && glen <= 3) || nl == 1) return 1;
+        return 2;
+    }
+    /* A candidate word start at raw p whose first word has z = 1..4 letters, with class
+       mask hm (key k): drop the classes whose terms cannot run past that word, as
+       _sc_probe would reject them, before their exact-table lookups (cache misses) and
+       local squeezes. All terms of the classes above z are longer than z, so they cross
+       the separator run after the word: a hard one (or the text's end) rejects them all;
+       a loose one after 2+ letters rejects a 5..7-character term unless it has a word
+       break exactly there, which the Bloom key (first 5 characters, tag z - 1) of
+       every such term records (tags 1..3 hash their own word, see sc_bloom_word; five
+       characters keep the key apart from the class 1..3 keys). On the bench corpus this drops ~half the candidates
+       ("the is" against the term "THEIS"). */
+    static inline int sc_cut_past_word(const uint8_t* fold, const uint8_t* cls,
+            const uint8_t* d, Py_ssize_t n, Py_ssize_t p, int z, uint64_t k, int hm,
+            const uint64_t* bits, uint32_t shift) {
+        int g = sc_gap_at(fold, cls, d, n, p + z);
+        if (g >= 3)
+            return hm & (1 << (z - 1));
+        if (g == 2 && z >= 2 && (hm & 16)
+                && !sc_bloom(bits, shift, (k & 0xFFFFFFFFFFull) | ((uint64_t)(z - 1) << 56)))
+            hm &= ~16;
+        return hm;
+    }
+
     /* Eight blocked-Bloom tests at once (see sc_bloom_mask), lanes in lm only; keys in
        sc_hin form (a class key is built directly as chars | tag << 44, one vpternlogq). */
     #define SC_SIMD_TARGET "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,avx512ifma"
@@ -739,22 +777,29 @@ cdef extern from *:
             /* the candidates are compressed out unconditionally (no lane: nothing moves;
                the buffers have 64 entries of slack) */
             __mmask8 c = _mm256_test_epi32_mask(hm, hm);
-            __m256i packed = _mm256_or_si256(J, _mm256_slli_epi32(hm, 24));
+            __m256i packed = _mm256_or_si256(_mm256_or_si256(J, _mm256_slli_epi32(zi, 17)),
+                                             _mm256_slli_epi32(hm, 24));
             _mm256_storeu_si256((void*)(cp + nc), _mm256_maskz_compress_epi32(c, packed));
             nc += __builtin_popcount(c);
         }
         /* the candidates' raw positions (the r-th letter of a block is the r-th set bit
            of its mask) and keys (the 8 bytes the gather read) */
-        Py_ssize_t blk = 0;
+        Py_ssize_t blk = 0, nc2 = 0;
         for (k = 0; k < nc; k++) {
             uint32_t v = (uint32_t)cp[k];
-            int32_t j = (int32_t)(v & 0xFFFFFF);
+            int32_t j = (int32_t)(v & 0x1FFFF);
+            int z = (int)((v >> 17) & 7) + 1, hmk = (int)(v >> 24);
             while (bn[blk + 1] <= j) blk++;
             uint64_t bit = _pdep_u64(1ull << (j - bn[blk]), bm[blk]);
-            cp[k] = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
-            chm[k] = (int32_t)(v >> 24);
-            memcpy(&ck[k], sq + j, 8);
+            int32_t pk = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
+            uint64_t kk;
+            memcpy(&kk, sq + j, 8);
+            if (z <= 4 && (hmk & ~(1 << (z - 1))))
+                hmk = sc_cut_past_word(fold, cls, d, n, pk, z, kk, hmk, bits, shift);
+            cp[nc2] = pk; chm[nc2] = hmk; ck[nc2] = kk;
+            nc2 += hmk != 0;
         }
+        nc = nc2;
         for (k = nv; k < nw; k++) {
             uint64_t kk;
             int32_t j = wj[k];

@@ -400,8 +400,14 @@ def _build_table(recs, ids: list[int], offset: int = 0):
     big = np.zeros(1024, dtype=np.uint64)
     single = np.zeros(256, dtype=np.uint8)
     long5: set[int] = set()
+    breaks: set[int] = set()
     for i in ids:
         chars = recs[i][0]
+        if 5 <= len(chars) < 8:
+            # a 5..7-character term with a word break after its first z = 2..4 characters:
+            # the SIMD pass keeps it a candidate after a loose gap there (sc_cut_past_word)
+            k5 = _core.scan_prefix_key(chars[:5]) & ((1 << 56) - 1)
+            breaks.update(k5 | ((z - 1) << 56) for z in (2, 3, 4) if recs[i][1][z])
         keys.setdefault(_core.scan_prefix_key(chars), []).append(i)
         if len(chars) >= 8:
             classes |= 32
@@ -424,6 +430,9 @@ def _build_table(recs, ids: list[int], offset: int = 0):
         # first stage of the terms of 8+ characters: their class-5 key retagged 0x15,
         # in the same bitset (its word is that of the first 4 characters, see sc_bloom_word)
         w, m = _core.scan_bloom((k & ((1 << 56) - 1)) | (0x15 << 56), shift)
+        bits[w] |= np.uint64(m)
+    for k in breaks:
+        w, m = _core.scan_bloom(k, shift)
         bits[w] |= np.uint64(m)
     hsize = 16
     while hsize < 2 * nk:
