@@ -412,6 +412,10 @@ def _build_table(recs, ids: list[int], offset: int = 0):
         if len(chars) >= 8:
             classes |= 32
             long5.add(_core.scan_prefix_key(chars[:5]))
+            # the 8+ candidate's next letters (sc_tail_ok): bit 8 + t of classes says some
+            # term goes on for t = min(len, 12) - 8 more characters
+            classes |= 1 << (8 + min(len(chars), 12) - 8)
+            breaks.add(_core.scan_tail_key(chars))
         else:
             classes |= 1 << (min(5, len(chars)) - 1)
         if len(chars) == 1:

@@ -1,8 +1,10 @@
-"""Candidates cut before verification (sc_cut_past_word): a word start whose first word has
-1..4 letters drops the prefix classes whose terms must run past that word when the
-separator run after it is hard, or loose after 2+ letters and no 5..7-character term of
-that prefix has a word break there. Whatever the separators, the SIMD path must find
-exactly what the portable path (which probes every Bloom pass) finds.
+"""Candidates cut before verification: a word start whose first word has 1..4 letters drops
+the prefix classes whose terms must run past that word when the separator run after it is
+hard, or loose after 2+ letters and no 5..7-character term of that prefix has a word break
+there (sc_cut_past_word); a candidate of the class of 8+ characters is dropped when no
+term of its key goes on with the text's next letters (sc_tail_ok). Whatever the
+separators, the SIMD path must find exactly what the portable path (which probes every
+Bloom pass) finds, also where the next letters lie past a window's look-ahead.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from guard.terms import TermList
 # 5..7-character terms with and without a word break after 2, 3 or 4 letters, and longer
 # and shorter terms sharing their prefixes (all distinct once squeezed)
 TERMS = ["theis", "the isx", "ab cde", "abcdef", "abc dey", "abcd ez", "ofsea", "of seat",
-         "to stand", "tost", "the", "ab", "abcdefgh", "ab cdefgh x", "t heix"]
+         "to stand", "tost", "the", "ab", "abcdefgh", "ab cdefgh x", "t heix",
+         "complete thie", "complete", "complete s", "completes t", "complete thi",
+         "completesthing", "complete t-he"]
 SCANNER = Scanner([TermList("d", "dirty", TERMS)])
 WORDS = ["the", "is", "isx", "heix", "th", "eis", "thei", "s", "ab", "cde", "abc", "de",
-         "abcd", "e", "of", "sea", "to", "stand", "t", "h", "a", "b", "c", "fgh", "x", "word"]
+         "abcd", "e", "complete", "thie", "st", "hing", "thing", "of", "sea", "to", "stand",
+         "t", "h", "a", "b", "c", "fgh", "x", "word"]
 SEPS = [" ", "  ", "-", "\n", "\n\n", ".", ". ", " - ", "_", "         ", "\t", "/"]
 
 
@@ -72,3 +77,17 @@ def test_random_texts_identical_in_both_paths(parts: list[tuple[str, str]]) -> N
     text = "".join(w + s for w, s in parts).encode()
     simd, portable = _modes(lambda: _rows(SCANNER, [text, text.rstrip(), text[::-1]]))
     assert simd == portable
+
+
+@pytest.mark.parametrize("tail", ["", "s", "st", "the", "thie", "thing"])
+def test_tails_at_a_window_seam(tail: str) -> None:
+    # the letters after an 8-letter key lie at or past the end of the first window
+    msgs = []
+    for at in range(65536 - 16, 65536 + 70, 3):
+        pad = ("word " * (at // 5 + 1))[:at - 1] + " "
+        body = f"{pad}complete {tail}".encode()
+        msgs.append(body + b" " + ("x" * 100).encode())
+        msgs.append(body)
+    simd, portable = _modes(lambda: _rows(SCANNER, msgs))
+    assert simd == portable
+    assert len({m for m, *_ in simd}) == len(msgs)  # "complete" itself in every body
