@@ -550,6 +550,8 @@ cdef extern from *:
     static inline int sc_gap_at(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
                                 Py_ssize_t n, Py_ssize_t j) {
         int glen = 0, nb = 0, nl = 0;
+        if (j + 1 < n && d[j] == ' ' && fold[d[j + 1]])
+            return 2;   /* the common case: one blank between words */
         while (j < n && fold[d[j]] == 0) {
             int c = cls[d[j]];
             glen++; nb += c == 1; nl += c == 2;
@@ -583,26 +585,28 @@ cdef extern from *:
         return hm;
     }
 
-    /* The Bloom key of a term of 8+ characters with its next t = min(len, 12) - 8
-       characters (tail, little-endian, zero past t): a hash of both tagged 1..3 so that
-       it has a word of its own (see sc_bloom_word). */
+    /* The Bloom key of a term of 8+ characters (first 8: k8) with its next t characters
+       (tail, little-endian, zero past t; t = 3 for terms of 11 or more, else 0): a hash
+       of both tagged 1..3 so that it has a word of its own (see sc_bloom_word). */
     static inline uint64_t sc_tail_key(uint64_t k8, uint32_t tail, int t) {
         uint64_t h = (k8 ^ ((uint64_t)tail * 0x9E3779B97F4A7C15ull) ^ (uint64_t)t)
                      * 0xC2B2AE3D27D4EB4Full;
         h ^= h >> 29;
         return (h & 0x00FFFFFFFFFFFFFFull) | ((uint64_t)(1 + t % 3) << 56);
     }
-    /* A candidate of the class of 8+ characters (key k8) whose next four squeezed
-       characters are `tail`: does some term of that key go on as the text does? tmask:
-       bit t set when some term has t = min(len, 12) - 8. Two-word terms whose first word
-       is a common 8-letter one ("complete thie" against "complete the") passed both
-       8+ stages ~4 times per 4 KB of the bench corpus, each costing a probe. */
+    /* A candidate of the class of 8+ characters (key k8) whose next squeezed characters
+       are `tail`: does some term of that key go on as the text does? tmask: bit t set
+       when some term has that t (0 or 3: two Bloom tests at most; one per tail length
+       1..4 cost more than they saved). Two-word terms whose first word is a common
+       8-letter one ("complete thie" against "complete the") passed both 8+ stages ~4
+       times per 4 KB of the bench corpus, each costing a probe. */
     static inline int sc_tail_ok(const uint64_t* bits, uint32_t shift, uint64_t k8,
                                  uint32_t tail, int tmask) {
-        for (int t = 0; t <= 4; t++)
-            if (((tmask >> t) & 1) && sc_bloom(bits, shift, sc_tail_key(
-                    k8, t == 4 ? tail : tail & ((1u << (8 * t)) - 1), t)))
+        for (; tmask; tmask &= tmask - 1) {
+            int t = __builtin_ctz(tmask);
+            if (sc_bloom(bits, shift, sc_tail_key(k8, tail & ((1u << (8 * t)) - 1), t)))
                 return 1;
+        }
         return 0;
     }
 
@@ -1923,8 +1927,8 @@ def scan_tail_key(bytes chars):
     """The Bloom tail key of a squeezed term of 8+ characters (see sc_tail_key)."""
     cdef uint64_t k8 = 0
     cdef uint32_t tail = 0
-    cdef int i, t = min(len(chars), 12) - 8
-    if t < 0:
+    cdef int i, t = 3 if len(chars) >= 11 else 0
+    if len(chars) < 8:
         raise ValueError("a term of 8 or more characters")
     for i in range(8):
         k8 |= (<uint64_t>chars[i]) << (8 * i)

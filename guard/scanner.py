@@ -413,8 +413,8 @@ def _build_table(recs, ids: list[int], offset: int = 0):
             classes |= 32
             long5.add(_core.scan_prefix_key(chars[:5]))
             # the 8+ candidate's next letters (sc_tail_ok): bit 8 + t of classes says some
-            # term goes on for t = min(len, 12) - 8 more characters
-            classes |= 1 << (8 + min(len(chars), 12) - 8)
+            # term goes on for t = 3 (11+ characters) or t = 0 more characters
+            classes |= 1 << (8 + (3 if len(chars) >= 11 else 0))
             breaks.add(_core.scan_tail_key(chars))
         else:
             classes |= 1 << (min(5, len(chars)) - 1)
