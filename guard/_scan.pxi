@@ -194,7 +194,9 @@ ctypedef struct SCMatcher:
     const uint64_t* pc_runs # pc_nrun (trigger, fill) pairs
     const uint8_t* pc_pat   # 64: the pattern whose accepting bit is bit k
     const uint8_t* pflags   # 256: bit 0 can start a pattern, bit 1 can be the second byte
-                            # of a match (or end a one-byte match), bit 2 word character
+                            # of a match (or end a one-byte match), bit 2 word character,
+                            # bits 3..5 can be the third..fifth byte (or come after the end
+                            # of a shorter match)
     uint8_t pfhigh          # the same flags, conservative, for any byte >= 0x80 (SIMD)
     const uint8_t* alnum    # 256: a word character for pattern boundaries
     const uint8_t* b64      # 256: 1 base64 alphabet, 2 also hex
@@ -251,9 +253,10 @@ cdef extern from *:
     /* out[i] = fold[d[i]] for i < n (fold[b] == b for b >= 0x80), 64 bytes per step (one
        two-register byte permute looks the low 128 entries up), plus what the other
        whole-body passes need from the same bytes (one load and two byte permutes per 64
-       bytes instead of three more passes over the body): pm[3k..3k+2]
+       bytes instead of three more passes over the body): pm[6k..6k+5]
        = the pattern flags of block k as masks (bit 0 can start, bit 1 can follow, bit 2
-       word character: SCMatcher.pflags, hiflag for bytes >= 0x80), *nul = any NUL byte;
+       word character, bits 3..5 can be the third..fifth byte: SCMatcher.pflags, hiflag
+       for bytes >= 0x80), *nul = any NUL byte;
        returns the mask of bytes >= 0x80 (nonzero: the body is not pure ASCII). out gets
        whole 64-byte blocks (zero-filled past n: the caller's buffer has the slack). */
     __attribute__((target("avx512f,avx512bw,avx512vbmi")))
@@ -266,6 +269,7 @@ cdef extern from *:
         __m512i phi = _mm512_loadu_si512((const void*)(pflags + 64));
         __m512i hv = _mm512_set1_epi8((char)hiflag);
         __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2), four = _mm512_set1_epi8(4);
+        __m512i b3 = _mm512_set1_epi8(8), b4 = _mm512_set1_epi8(16), b5 = _mm512_set1_epi8(32);
         uint64_t anyhi = 0, anynul = 0;
         for (Py_ssize_t i = 0; i < n; i += 64) {
             __mmask64 kx = n - i >= 64 ? ~0ull : ((1ull << (n - i)) - 1);
@@ -274,9 +278,13 @@ cdef extern from *:
             __m512i f = _mm512_permutex2var_epi8(lo, x, hi);
             _mm512_storeu_si512((void*)(out + i), _mm512_mask_mov_epi8(f, h, x));
             __m512i px = _mm512_mask_mov_epi8(_mm512_permutex2var_epi8(plo, x, phi), h, hv);
-            pm[3 * (i >> 6)] = _mm512_mask_test_epi8_mask(kx, px, one);
-            pm[3 * (i >> 6) + 1] = _mm512_mask_test_epi8_mask(kx, px, two);
-            pm[3 * (i >> 6) + 2] = _mm512_mask_test_epi8_mask(kx, px, four);
+            uint64_t* q = pm + 6 * (i >> 6);
+            q[0] = _mm512_mask_test_epi8_mask(kx, px, one);
+            q[1] = _mm512_mask_test_epi8_mask(kx, px, two);
+            q[2] = _mm512_mask_test_epi8_mask(kx, px, four);
+            q[3] = _mm512_mask_test_epi8_mask(kx, px, b3);
+            q[4] = _mm512_mask_test_epi8_mask(kx, px, b4);
+            q[5] = _mm512_mask_test_epi8_mask(kx, px, b5);
             anyhi |= h;
             anynul |= _mm512_mask_testn_epi8_mask(kx, x, x);
         }
@@ -285,16 +293,24 @@ cdef extern from *:
     }
 
     /* Pattern start candidates of the window [0, len) from the masks of sc_fold_window,
-       as sc_pat_candidates finds them: the next byte's flag comes from the next block's
-       mask (the caller gives pm one more, zero block, with the "can follow" bit set at
-       the text's end when the window reaches it), the previous byte's from wprev0 at 0. */
+       as sc_pat_candidates finds them, and whose next four bytes can also be the second
+       to fifth of a match (or follow a shorter one): the later bytes' flags come partly
+       from the next block's masks (the caller gives pm one more, zero block, with the
+       "can follow" bit set at the text's end and the third..fifth byte flags set past
+       it when the window reaches it), the previous byte's from wprev0 at 0. The later
+       bytes matter: a number of the bench corpus ("1234 the", "123 and") can start
+       every PII pattern and follow with a digit, but its fourth or fifth byte kills
+       them all; the NFA runs were ~0.15 us per 4 KB. */
     static Py_ssize_t sc_pat_from_masks(const uint64_t* pm, Py_ssize_t len, uint64_t wprev0,
                                         int32_t* out) {
         Py_ssize_t nc = 0;
         uint64_t wprev = wprev0;
         for (Py_ssize_t k = 0; 64 * k < len; k++) {
-            uint64_t st = pm[3 * k], co = pm[3 * k + 1], wd = pm[3 * k + 2];
-            uint64_t c = st & ((co >> 1) | (pm[3 * k + 4] << 63)) & ~((wd << 1) | wprev);
+            const uint64_t* q = pm + 6 * k;
+            uint64_t st = q[0], co = q[1], wd = q[2];
+            uint64_t c = st & ((co >> 1) | (q[7] << 63)) & ((q[3] >> 2) | (q[9] << 62))
+                         & ((q[4] >> 3) | (q[10] << 61)) & ((q[5] >> 4) | (q[11] << 60))
+                         & ~((wd << 1) | wprev);
             wprev = wd >> 63;
             if (len - 64 * k < 64) c &= (1ull << (len - 64 * k)) - 1;
             while (c) {
@@ -974,7 +990,7 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
     w.ws = <int32_t*>malloc((n + 64) * sizeof(int32_t))
     w.bm = <uint64_t*>malloc(nblk * sizeof(uint64_t))
     w.bn = <int32_t*>malloc(nblk * sizeof(int32_t))
-    w.pm = <uint64_t*>malloc(3 * nblk * sizeof(uint64_t))
+    w.pm = <uint64_t*>malloc(6 * nblk * sizeof(uint64_t))
     w.fb = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
     w.ck = <uint64_t*>malloc(k * sizeof(uint64_t))
     w.chm = <int32_t*>malloc(k * sizeof(int32_t))
@@ -1719,13 +1735,15 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
                     return 2
             anynul |= nul
             memset(w.fb + (fe - a), 0, 80)
-            # one more, zero block of pattern masks; past the text's end "can follow"
+            # one more, zero block of pattern masks; past the text's end "can follow",
+            # and any byte can be a match's third..fifth (the text may end first)
             nb = (fe - a + 63) >> 6
-            w.pm[3 * nb] = 0
-            w.pm[3 * nb + 1] = 0
-            w.pm[3 * nb + 2] = 0
+            memset(w.pm + 6 * nb, 0, 6 * sizeof(uint64_t))
             if fe == n:
-                w.pm[3 * ((fe - a) >> 6) + 1] |= (<uint64_t>1) << ((fe - a) & 63)
+                w.pm[6 * ((fe - a) >> 6) + 1] |= (<uint64_t>1) << ((fe - a) & 63)
+                for k in range(3, 6):
+                    w.pm[6 * ((fe - a) >> 6) + k] |= ~(((<uint64_t>1) << ((fe - a) & 63)) - 1)
+                    w.pm[6 * nb + k] = ~(<uint64_t>0)
             sc_prof_mark(0)
         if simd and (M.ww.nterms or sspfx):
             # squeeze the window; find the word starts and test their keys with bit
@@ -1957,9 +1975,11 @@ cdef void _sc_pattern_flags(SCMatcher* M, uint8_t* pf) noexcept nogil:
     """M.pflags (see SCMatcher), derived with the very NFA step of _sc_pat_at, so that the
     prefilter only drops starts whose run would die at once: bit 0 where a run can begin
     (cm & start), bit 1 for every byte the state after one step accepts, and for every
-    non-word byte when one byte can already be a whole match; M.pfhigh for bytes >= 0x80."""
-    cdef int p, b, c, r, nr, hi_or = 0, hi_and = 4
-    cdef uint64_t st, x, acc
+    non-word byte when one byte can already be a whole match; bits 3..5 likewise for the
+    third..fifth byte; M.pfhigh for bytes >= 0x80."""
+    cdef int p, b, c, r, nr, k, hi_or = 0, hi_and = 4
+    cdef bint ended
+    cdef uint64_t st, x, acc, sk, nxt
     cdef const uint64_t* cm
     cdef const uint64_t* runs
     for b in range(256):
@@ -1980,8 +2000,35 @@ cdef void _sc_pattern_flags(SCMatcher* M, uint8_t* pf) noexcept nogil:
             for c in range(256):
                 if (st & cm[c]) or ((st & acc) and not M.alnum[c]):
                     pf[c] |= 2
+        # bits 3..5: the bytes that can come third..fifth. sk over-approximates the states
+        # after k bytes (the union over every byte of one step from the states before: the
+        # step is monotone, so every real run's state is inside); once a run may have
+        # ended before byte k (an accepting state), any byte may come there
+        sk = 0
+        for b in range(256):
+            if cm[b] & M.pstart[p]:
+                sk |= M.pstart[p] & cm[b]
+        for k in range(1, 5):   # sk: the states after k bytes (k = 1: the start's step)
+            sk <<= 1
+            for r in range(nr):
+                x = sk & runs[2 * r]
+                sk |= runs[2 * r + 1] & ~((x & (~x + 1)) - 1)
+            if k == 1:
+                ended = (sk & acc) != 0
+                nxt = 0
+                for c in range(256):
+                    nxt |= sk & cm[c]
+                sk = nxt
+                continue
+            nxt = 0
+            for c in range(256):
+                if ended or (sk & cm[c]) or ((sk & acc) and not M.alnum[c]):
+                    pf[c] |= 1 << (k + 1)
+                nxt |= sk & cm[c]
+            ended = ended or (sk & acc) != 0
+            sk = nxt
     for b in range(128, 256):
-        hi_or |= pf[b] & 3
+        hi_or |= pf[b] & 0x3B
         hi_and &= pf[b]
     M.pfhigh = <uint8_t>(hi_or | (hi_and & 4))
 
