@@ -751,28 +751,42 @@ cdef extern from *:
             12, 12, 12, 12, 12, 12, 12, 12, 8, 8, 8, 8, 8, 8, 8, 8,
             4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0);
         const __m512i kinc = _mm512_set1_epi64(0x0706050403020100ll);
+        /* Stage A of a group (its keys and, with shared words, its Bloom word gather) is
+           done one group ahead of stage B (the tests): the gather is issued a group's
+           work before its words are needed. */
+        __m256i J = _mm256_setzero_si256(), Jx = J;
+        __m512i key = _mm512_setzero_si512(), keyx = key, W = key, Wx = key;
+        __mmask8 lm = 0, lmx = 0;
+#define SC_STAGE_A(G, Jo, KEYo, Wo, LMo) do { \
+            LMo = nv - (G) >= 8 ? 0xFF : (__mmask8)((1u << (nv - (G))) - 1); \
+            Jo = _mm256_maskz_loadu_epi32(LMo, (const void*)(wj + (G))); \
+            int32_t j0_ = wj[G]; \
+            if (__builtin_expect(wj[(G) + (nv - (G) >= 8 ? 7 : nv - (G) - 1)] - j0_ > 120, 0)) { \
+                KEYo = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), LMo, Jo, \
+                                                   (const void*)sq, 1); \
+            } else { \
+                __m512i rel_ = _mm512_castsi256_si512( \
+                    _mm256_sub_epi32(Jo, _mm256_set1_epi32(j0_))); \
+                __m512i idx_ = _mm512_add_epi8(_mm512_permutexvar_epi8(krep, rel_), kinc); \
+                KEYo = _mm512_maskz_permutex2var_epi8( \
+                    (__mmask64)_pdep_u64(LMo, 0x0101010101010101ull) * 0xFF, \
+                    _mm512_loadu_si512((const void*)(sq + j0_)), idx_, \
+                    _mm512_loadu_si512((const void*)(sq + j0_ + 64))); \
+            } \
+            if (shared) \
+                Wo = sc_bword8(bits, shiftv, sc_ckey8(KEYo, M32, 4ll << 44), LMo); \
+        } while (0)
+        if (nv > 0)
+            SC_STAGE_A(0, Jx, keyx, Wx, lmx);
         for (g = 0; g < nv; g += 8) {
-            __mmask8 lm = nv - g >= 8 ? 0xFF : (__mmask8)((1u << (nv - g)) - 1);
-            __m256i J = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g));
+            J = Jx; key = keyx; W = Wx; lm = lmx;
+            if (g + 8 < nv)
+                SC_STAGE_A(g + 8, Jx, keyx, Wx, lmx);
             /* the keys: the 8 squeezed bytes at each start, cut out of the 128 bytes at
-               the group's first start by one two-register byte permute. A gather here
-               made the Bloom word gather below wait for it, and gathers do not overlap
-               one another: the two in a row cost ~4x the permute. Eight starts spanning
-               more than 120 letters (very long words) take the gather. */
-            int32_t j0 = wj[g];
-            __m512i key;
-            if (__builtin_expect(wj[g + (nv - g >= 8 ? 7 : nv - g - 1)] - j0 > 120, 0)) {
-                key = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), lm, J,
-                                                  (const void*)sq, 1);
-            } else {
-                __m512i rel = _mm512_castsi256_si512(
-                    _mm256_sub_epi32(J, _mm256_set1_epi32(j0)));
-                __m512i idx = _mm512_add_epi8(_mm512_permutexvar_epi8(krep, rel), kinc);
-                key = _mm512_maskz_permutex2var_epi8(
-                    (__mmask64)_pdep_u64(lm, 0x0101010101010101ull) * 0xFF,
-                    _mm512_loadu_si512((const void*)(sq + j0)), idx,
-                    _mm512_loadu_si512((const void*)(sq + j0 + 64)));
-            }
+               the group's first start by one two-register byte permute (stage A). A
+               gather there made the Bloom word gather wait for it, and gathers do not
+               overlap one another: the two in a row cost ~4x the permute. Eight starts
+               spanning more than 120 letters (very long words) take the gather. */
             /* the first fragment's length z is the distance to the next word start in
                the squeezed stream (capped at 8): the next entry of wj (wj[nw] is the
                next start or the sentinel), no second gather */
@@ -784,9 +798,6 @@ cdef extern from *:
             /* the class-4 key is also the shared word's key (classes 4+, 8+ prefix, 8+) */
             __m512i k4 = sc_ckey8(key, M32, 4ll << 44);
             __m512i k5 = sc_ckey8(key, M40, 5ll << 44);
-            __m512i W = _mm512_setzero_si512();
-            if (shared)
-                W = sc_bword8(bits, shiftv, k4, lm);
             __mmask8 al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(16));
             __mmask8 ps = shared ? sc_btest8(W, k5, al) : sc_bloom8(bits, shiftv, k5, al);
             __m256i hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
@@ -825,6 +836,7 @@ cdef extern from *:
             _mm256_storeu_si256((void*)(cp + nc), _mm256_maskz_compress_epi32(c, packed));
             nc += __builtin_popcount(c);
         }
+#undef SC_STAGE_A
         /* the candidates' raw positions (the r-th letter of a block is the r-th set bit
            of its mask) and keys (the 8 bytes the gather read) */
         Py_ssize_t blk = 0, nc2 = 0;
