@@ -256,13 +256,15 @@ cdef extern from *:
        bytes instead of three more passes over the body): pm[6k..6k+5]
        = the pattern flags of block k as masks (bit 0 can start, bit 1 can follow, bit 2
        word character, bits 3..5 can be the third..fifth byte: SCMatcher.pflags, hiflag
-       for bytes >= 0x80), *nul = any NUL byte;
+       for bytes >= 0x80), *nul = any NUL byte, *enc = some 32-byte half block (aligned)
+       holds only base64/hex alphabet bytes (b64: every run of 63 or more holds one, so
+       without any the encoded-run pass has nothing to find);
        returns the mask of bytes >= 0x80 (nonzero: the body is not pure ASCII). out gets
        whole 64-byte blocks (zero-filled past n: the caller's buffer has the slack). */
     __attribute__((target("avx512f,avx512bw,avx512vbmi")))
     static uint64_t sc_fold_window(const uint8_t* fold, const uint8_t* pflags, int hiflag,
-                                   const uint8_t* d, Py_ssize_t n, uint8_t* out, uint64_t* pm,
-                                   uint64_t* nul) {
+                                   const uint8_t* b64, const uint8_t* d, Py_ssize_t n,
+                                   uint8_t* out, uint64_t* pm, uint64_t* nul, uint64_t* enc) {
         __m512i lo = _mm512_loadu_si512((const void*)fold);
         __m512i hi = _mm512_loadu_si512((const void*)(fold + 64));
         __m512i plo = _mm512_loadu_si512((const void*)pflags);
@@ -270,7 +272,9 @@ cdef extern from *:
         __m512i hv = _mm512_set1_epi8((char)hiflag);
         __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2), four = _mm512_set1_epi8(4);
         __m512i b3 = _mm512_set1_epi8(8), b4 = _mm512_set1_epi8(16), b5 = _mm512_set1_epi8(32);
-        uint64_t anyhi = 0, anynul = 0;
+        __m512i elo = _mm512_loadu_si512((const void*)b64);
+        __m512i ehi = _mm512_loadu_si512((const void*)(b64 + 64));
+        uint64_t anyhi = 0, anynul = 0, anyenc = 0;
         for (Py_ssize_t i = 0; i < n; i += 64) {
             __mmask64 kx = n - i >= 64 ? ~0ull : ((1ull << (n - i)) - 1);
             __m512i x = _mm512_maskz_loadu_epi8(kx, (const void*)(d + i));
@@ -287,8 +291,12 @@ cdef extern from *:
             q[5] = _mm512_mask_test_epi8_mask(kx, px, b5);
             anyhi |= h;
             anynul |= _mm512_mask_testn_epi8_mask(kx, x, x);
+            __m512i ex = _mm512_permutex2var_epi8(elo, x, ehi);
+            uint64_t ne = ~(_mm512_mask_test_epi8_mask(kx, ex, ex) & ~h);
+            anyenc |= ((uint32_t)ne == 0) | ((ne >> 32) == 0);
         }
         *nul = anynul;
+        *enc = anyenc;
         return anyhi;
     }
 
@@ -930,8 +938,8 @@ cdef extern from *:
     int sc_find_run(const uint8_t* b64, const uint8_t* d, Py_ssize_t n, Py_ssize_t start,
                     Py_ssize_t minl, Py_ssize_t* rs, Py_ssize_t* re) nogil
     uint64_t sc_fold_window(const uint8_t* fold, const uint8_t* pflags, int hiflag,
-                            const uint8_t* d, Py_ssize_t n, uint8_t* out, uint64_t* pm,
-                            uint64_t* nul) nogil
+                            const uint8_t* b64, const uint8_t* d, Py_ssize_t n, uint8_t* out,
+                            uint64_t* pm, uint64_t* nul, uint64_t* enc) nogil
     Py_ssize_t sc_pat_from_masks(const uint64_t* pm, Py_ssize_t len, uint64_t wprev0,
                                  int32_t* out) nogil
     Py_ssize_t sc_pat_candidates(const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b,
@@ -1724,7 +1732,7 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
     cdef bint simd = _sc_use_simd > 0
     cdef bint sspfx = M.ss.nterms > 0 and M.ss_npfx > 0
     cdef bint fused = _sc_fused(M)
-    cdef uint64_t nul = 0, anynul = 0
+    cdef uint64_t nul = 0, anynul = 0, enc = 0, anyenc = 0
     cdef Py_ssize_t p0
     if pre != NULL:
         pre[0] = 0
@@ -1740,12 +1748,14 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
         if simd and (M.ww.nterms or M.ss.nterms):
             # fold the window (+ SC_LOOKAHEAD bytes) 64 bytes at a time
             fe = b + SC_LOOKAHEAD if b + SC_LOOKAHEAD < n else n
-            if sc_fold_window(M.fold, M.pflags, M.pfhigh, d + a, fe - a, w.fb, w.pm, &nul):
+            if sc_fold_window(M.fold, M.pflags, M.pfhigh, M.b64, d + a, fe - a, w.fb, w.pm,
+                              &nul, &enc):
                 if pre != NULL:
                     hits.n = h0     # not pure ASCII: the caller folds it, then scans again
                     runs.n = r0
                     return 2
             anynul |= nul
+            anyenc |= enc
             memset(w.fb + (fe - a), 0, 80)
             # one more, zero block of pattern masks; past the text's end "can follow",
             # and any byte can be a match's third..fifth (the text may end first)
@@ -1811,7 +1821,9 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
     elif M.npat:
         _sc_patterns(M, d, n, ostart, oend, msg, base, hits)
     sc_prof_mark(5)
-    _sc_encoded(M, d, n, ostart, oend, msg, base, runs)
+    # the fold pass saw no 32-byte half block of alphabet bytes: no run of 63 or more
+    if not (fused and M.enc_min >= 63 and anyenc == 0):
+        _sc_encoded(M, d, n, ostart, oend, msg, base, runs)
     sc_prof_mark(6)
     if _sc_apply_clean(M, hits, h0) < 0:
         return -1
