@@ -587,24 +587,28 @@ cdef extern from *:
         if ((nb == 0 && glen <= 3) || nl == 1) return 1;
         return 2;
     }
-    /* A candidate word start at raw p whose first word has z = 1..4 letters, with class
-       mask hm (key k): drop the classes whose terms cannot run past that word, as
-       _sc_probe would reject them, before their exact-table lookups (cache misses) and
-       local squeezes. All terms of the classes above z are longer than z, so they cross
-       the separator run after the word: a hard one (or the text's end) rejects them all;
-       a loose one after 2+ letters rejects a 5..7-character term unless it has a word
-       break exactly there, which the Bloom key (first 5 characters, tag z - 1) of
-       every such term records (tags 1..3 hash their own word, see sc_bloom_word; five
-       characters keep the key apart from the class 1..3 keys). On the bench corpus this drops ~half the candidates
-       ("the is" against the term "THEIS"). */
+    /* A candidate word start at raw p whose first word has z = 1..7 letters, with class
+       mask hm (key k): drop the classes whose terms cannot match there, as _sc_probe
+       would reject them, before their exact-table lookups (cache misses) and local
+       squeezes. A term longer than z crosses the separator run after the word: a hard
+       one (or the text's end) rejects it (so only the class of length z, or of 5..7
+       characters when z >= 5, is left); a loose one after 2+ letters rejects a
+       5..7-character term unless it has a word break exactly there. A shorter term would
+       end inside the word. So after a loose gap a 5..7-character term needs length z or
+       a word break after z characters, which the Bloom key (first 5 characters, z in
+       byte 5, tag 1: a word of its own, see sc_bloom_word) of every such term records.
+       On the bench corpus this drops ~2/3 of the candidates ("the is" against the term
+       "THEIS"). */
+    static inline uint64_t sc_zkey(uint64_t k, int z) {
+        return (k & 0xFFFFFFFFFFull) | ((uint64_t)z << 40) | (1ull << 56);
+    }
     static inline int sc_cut_past_word(const uint8_t* fold, const uint8_t* cls,
             const uint8_t* d, Py_ssize_t n, Py_ssize_t p, int z, uint64_t k, int hm,
             const uint64_t* bits, uint32_t shift) {
         int g = sc_gap_at(fold, cls, d, n, p + z);
         if (g >= 3)
-            return hm & (1 << (z - 1));
-        if (g == 2 && z >= 2 && (hm & 16)
-                && !sc_bloom(bits, shift, (k & 0xFFFFFFFFFFull) | ((uint64_t)(z - 1) << 56)))
+            return hm & (z <= 4 ? 1 << (z - 1) : 16);
+        if (g == 2 && z >= 2 && (hm & 16) && !sc_bloom(bits, shift, sc_zkey(k, z)))
             hm &= ~16;
         return hm;
     }
@@ -857,7 +861,7 @@ cdef extern from *:
             int32_t pk = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
             uint64_t kk;
             memcpy(&kk, sq + j, 8);
-            if (z <= 4 && (hmk & ~(1 << (z - 1))))
+            if (z <= 7)
                 hmk = sc_cut_past_word(fold, cls, d, n, pk, z, kk, hmk, bits, shift);
             /* the tail test needs the 4 letters after the key, or the text's end */
             if ((hmk & 32) && (j + 12 <= nsq || a + fb_end >= n)) {

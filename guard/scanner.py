@@ -404,10 +404,12 @@ def _build_table(recs, ids: list[int], offset: int = 0):
     for i in ids:
         chars = recs[i][0]
         if 5 <= len(chars) < 8:
-            # a 5..7-character term with a word break after its first z = 2..4 characters:
-            # the SIMD pass keeps it a candidate after a loose gap there (sc_cut_past_word)
-            k5 = _core.scan_prefix_key(chars[:5]) & ((1 << 56) - 1)
-            breaks.update(k5 | ((z - 1) << 56) for z in (2, 3, 4) if recs[i][1][z])
+            # a 5..7-character term is still a candidate after a first word of z letters
+            # and a loose gap when it has z characters or a word break after z of them
+            # (sc_cut_past_word: first 5 characters, z in byte 5, tag 1)
+            k5 = _core.scan_prefix_key(chars[:5]) & ((1 << 40) - 1)
+            breaks.update(k5 | (z << 40) | (1 << 56) for z in range(2, 8)
+                          if z == len(chars) or (z < len(chars) and recs[i][1][z]))
         keys.setdefault(_core.scan_prefix_key(chars), []).append(i)
         if len(chars) >= 8:
             classes |= 32

@@ -23,11 +23,12 @@ from guard.terms import TermList
 TERMS = ["theis", "the isx", "ab cde", "abcdef", "abc dey", "abcd ez", "ofsea", "of seat",
          "to stand", "tost", "the", "ab", "abcdefgh", "ab cdefgh x", "t heix",
          "complete thie", "complete", "complete s", "completes t", "complete thi",
-         "completesthing", "complete t-he"]
+         "completesthing", "complete t-he", "stand up", "standu", "sta ndupx"]
 SCANNER = Scanner([TermList("d", "dirty", TERMS)])
 WORDS = ["the", "is", "isx", "heix", "th", "eis", "thei", "s", "ab", "cde", "abc", "de",
          "abcd", "e", "complete", "thie", "st", "hing", "thing", "of", "sea", "to", "stand",
-         "t", "h", "a", "b", "c", "fgh", "x", "word"]
+         "t", "h", "a", "b", "c", "fgh", "x", "word", "abcde", "abcdef", "abcdefg", "ofsea",
+         "ofseat", "theisx", "standup", "standu", "up", "p", "ndupx", "sta"]
 SEPS = [" ", "  ", "-", "\n", "\n\n", ".", ". ", " - ", "_", "         ", "\t", "/"]
 
 
