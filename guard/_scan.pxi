@@ -194,7 +194,9 @@ ctypedef struct SCMatcher:
     const uint64_t* pc_runs # pc_nrun (trigger, fill) pairs
     const uint8_t* pc_pat   # 64: the pattern whose accepting bit is bit k
     const uint8_t* pflags   # 256: bit 0 can start a pattern, bit 1 can be the second byte
-                            # of a match (or end a one-byte match), bit 2 word character
+                            # of a match (or end a one-byte match), bit 2 word character,
+                            # bits 3..5 can be the third..fifth byte (or come after the end
+                            # of a shorter match)
     uint8_t pfhigh          # the same flags, conservative, for any byte >= 0x80 (SIMD)
     const uint8_t* alnum    # 256: a word character for pattern boundaries
     const uint8_t* b64      # 256: 1 base64 alphabet, 2 also hex
@@ -251,22 +253,28 @@ cdef extern from *:
     /* out[i] = fold[d[i]] for i < n (fold[b] == b for b >= 0x80), 64 bytes per step (one
        two-register byte permute looks the low 128 entries up), plus what the other
        whole-body passes need from the same bytes (one load and two byte permutes per 64
-       bytes instead of three more passes over the body): pm[3k..3k+2]
+       bytes instead of three more passes over the body): pm[6k..6k+5]
        = the pattern flags of block k as masks (bit 0 can start, bit 1 can follow, bit 2
-       word character: SCMatcher.pflags, hiflag for bytes >= 0x80), *nul = any NUL byte;
+       word character, bits 3..5 can be the third..fifth byte: SCMatcher.pflags, hiflag
+       for bytes >= 0x80), *nul = any NUL byte, *enc = some 32-byte half block (aligned)
+       holds only base64/hex alphabet bytes (b64: every run of 63 or more holds one, so
+       without any the encoded-run pass has nothing to find);
        returns the mask of bytes >= 0x80 (nonzero: the body is not pure ASCII). out gets
        whole 64-byte blocks (zero-filled past n: the caller's buffer has the slack). */
     __attribute__((target("avx512f,avx512bw,avx512vbmi")))
     static uint64_t sc_fold_window(const uint8_t* fold, const uint8_t* pflags, int hiflag,
-                                   const uint8_t* d, Py_ssize_t n, uint8_t* out, uint64_t* pm,
-                                   uint64_t* nul) {
+                                   const uint8_t* b64, const uint8_t* d, Py_ssize_t n,
+                                   uint8_t* out, uint64_t* pm, uint64_t* nul, uint64_t* enc) {
         __m512i lo = _mm512_loadu_si512((const void*)fold);
         __m512i hi = _mm512_loadu_si512((const void*)(fold + 64));
         __m512i plo = _mm512_loadu_si512((const void*)pflags);
         __m512i phi = _mm512_loadu_si512((const void*)(pflags + 64));
         __m512i hv = _mm512_set1_epi8((char)hiflag);
         __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2), four = _mm512_set1_epi8(4);
-        uint64_t anyhi = 0, anynul = 0;
+        __m512i b3 = _mm512_set1_epi8(8), b4 = _mm512_set1_epi8(16), b5 = _mm512_set1_epi8(32);
+        __m512i elo = _mm512_loadu_si512((const void*)b64);
+        __m512i ehi = _mm512_loadu_si512((const void*)(b64 + 64));
+        uint64_t anyhi = 0, anynul = 0, anyenc = 0;
         for (Py_ssize_t i = 0; i < n; i += 64) {
             __mmask64 kx = n - i >= 64 ? ~0ull : ((1ull << (n - i)) - 1);
             __m512i x = _mm512_maskz_loadu_epi8(kx, (const void*)(d + i));
@@ -274,27 +282,43 @@ cdef extern from *:
             __m512i f = _mm512_permutex2var_epi8(lo, x, hi);
             _mm512_storeu_si512((void*)(out + i), _mm512_mask_mov_epi8(f, h, x));
             __m512i px = _mm512_mask_mov_epi8(_mm512_permutex2var_epi8(plo, x, phi), h, hv);
-            pm[3 * (i >> 6)] = _mm512_mask_test_epi8_mask(kx, px, one);
-            pm[3 * (i >> 6) + 1] = _mm512_mask_test_epi8_mask(kx, px, two);
-            pm[3 * (i >> 6) + 2] = _mm512_mask_test_epi8_mask(kx, px, four);
+            uint64_t* q = pm + 6 * (i >> 6);
+            q[0] = _mm512_mask_test_epi8_mask(kx, px, one);
+            q[1] = _mm512_mask_test_epi8_mask(kx, px, two);
+            q[2] = _mm512_mask_test_epi8_mask(kx, px, four);
+            q[3] = _mm512_mask_test_epi8_mask(kx, px, b3);
+            q[4] = _mm512_mask_test_epi8_mask(kx, px, b4);
+            q[5] = _mm512_mask_test_epi8_mask(kx, px, b5);
             anyhi |= h;
             anynul |= _mm512_mask_testn_epi8_mask(kx, x, x);
+            __m512i ex = _mm512_permutex2var_epi8(elo, x, ehi);
+            uint64_t ne = ~(_mm512_mask_test_epi8_mask(kx, ex, ex) & ~h);
+            anyenc |= ((uint32_t)ne == 0) | ((ne >> 32) == 0);
         }
         *nul = anynul;
+        *enc = anyenc;
         return anyhi;
     }
 
     /* Pattern start candidates of the window [0, len) from the masks of sc_fold_window,
-       as sc_pat_candidates finds them: the next byte's flag comes from the next block's
-       mask (the caller gives pm one more, zero block, with the "can follow" bit set at
-       the text's end when the window reaches it), the previous byte's from wprev0 at 0. */
+       as sc_pat_candidates finds them, and whose next four bytes can also be the second
+       to fifth of a match (or follow a shorter one): the later bytes' flags come partly
+       from the next block's masks (the caller gives pm one more, zero block, with the
+       "can follow" bit set at the text's end and the third..fifth byte flags set past
+       it when the window reaches it), the previous byte's from wprev0 at 0. The later
+       bytes matter: a number of the bench corpus ("1234 the", "123 and") can start
+       every PII pattern and follow with a digit, but its fourth or fifth byte kills
+       them all; the NFA runs were ~0.15 us per 4 KB. */
     static Py_ssize_t sc_pat_from_masks(const uint64_t* pm, Py_ssize_t len, uint64_t wprev0,
                                         int32_t* out) {
         Py_ssize_t nc = 0;
         uint64_t wprev = wprev0;
         for (Py_ssize_t k = 0; 64 * k < len; k++) {
-            uint64_t st = pm[3 * k], co = pm[3 * k + 1], wd = pm[3 * k + 2];
-            uint64_t c = st & ((co >> 1) | (pm[3 * k + 4] << 63)) & ~((wd << 1) | wprev);
+            const uint64_t* q = pm + 6 * k;
+            uint64_t st = q[0], co = q[1], wd = q[2];
+            uint64_t c = st & ((co >> 1) | (q[7] << 63)) & ((q[3] >> 2) | (q[9] << 62))
+                         & ((q[4] >> 3) | (q[10] << 61)) & ((q[5] >> 4) | (q[11] << 60))
+                         & ~((wd << 1) | wprev);
             wprev = wd >> 63;
             if (len - 64 * k < 64) c &= (1ull << (len - 64 * k)) - 1;
             while (c) {
@@ -545,6 +569,75 @@ cdef extern from *:
         return hm;
     }
 
+    /* The separator run at raw position j as _sc_first_gap classifies it: 0 none,
+       1 tight, 2 loose, 3 hard, 4 the text ends before another letter. */
+    static inline int sc_gap_at(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
+                                Py_ssize_t n, Py_ssize_t j) {
+        int glen = 0, nb = 0, nl = 0;
+        if (j + 1 < n && d[j] == ' ' && fold[d[j + 1]])
+            return 2;   /* the common case: one blank between words */
+        while (j < n && fold[d[j]] == 0) {
+            int c = cls[d[j]];
+            glen++; nb += c == 1; nl += c == 2;
+            if (glen > 8 || nl >= 2) return 3;
+            j++;
+        }
+        if (j >= n) return 4;
+        if (glen == 0) return 0;
+        if ((nb == 0 && glen <= 3) || nl == 1) return 1;
+        return 2;
+    }
+    /* A candidate word start at raw p whose first word has z = 1..7 letters, with class
+       mask hm (key k): drop the classes whose terms cannot match there, as _sc_probe
+       would reject them, before their exact-table lookups (cache misses) and local
+       squeezes. A term longer than z crosses the separator run after the word: a hard
+       one (or the text's end) rejects it (so only the class of length z, or of 5..7
+       characters when z >= 5, is left); a loose one after 2+ letters rejects a
+       5..7-character term unless it has a word break exactly there. A shorter term would
+       end inside the word. So after a loose gap a 5..7-character term needs length z or
+       a word break after z characters, which the Bloom key (first 5 characters, z in
+       byte 5, tag 1: a word of its own, see sc_bloom_word) of every such term records.
+       On the bench corpus this drops ~2/3 of the candidates ("the is" against the term
+       "THEIS"). */
+    static inline uint64_t sc_zkey(uint64_t k, int z) {
+        return (k & 0xFFFFFFFFFFull) | ((uint64_t)z << 40) | (1ull << 56);
+    }
+    static inline int sc_cut_past_word(const uint8_t* fold, const uint8_t* cls,
+            const uint8_t* d, Py_ssize_t n, Py_ssize_t p, int z, uint64_t k, int hm,
+            const uint64_t* bits, uint32_t shift) {
+        int g = sc_gap_at(fold, cls, d, n, p + z);
+        if (g >= 3)
+            return hm & (z <= 4 ? 1 << (z - 1) : 16);
+        if (g == 2 && z >= 2 && (hm & 16) && !sc_bloom(bits, shift, sc_zkey(k, z)))
+            hm &= ~16;
+        return hm;
+    }
+
+    /* The Bloom key of a term of 8+ characters (first 8: k8) with its next t characters
+       (tail, little-endian, zero past t; t = 3 for terms of 11 or more, else 0): a hash
+       of both tagged 1..3 so that it has a word of its own (see sc_bloom_word). */
+    static inline uint64_t sc_tail_key(uint64_t k8, uint32_t tail, int t) {
+        uint64_t h = (k8 ^ ((uint64_t)tail * 0x9E3779B97F4A7C15ull) ^ (uint64_t)t)
+                     * 0xC2B2AE3D27D4EB4Full;
+        h ^= h >> 29;
+        return (h & 0x00FFFFFFFFFFFFFFull) | ((uint64_t)(1 + t % 3) << 56);
+    }
+    /* A candidate of the class of 8+ characters (key k8) whose next squeezed characters
+       are `tail`: does some term of that key go on as the text does? tmask: bit t set
+       when some term has that t (0 or 3: two Bloom tests at most; one per tail length
+       1..4 cost more than they saved). Two-word terms whose first word is a common
+       8-letter one ("complete thie" against "complete the") passed both 8+ stages ~4
+       times per 4 KB of the bench corpus, each costing a probe. */
+    static inline int sc_tail_ok(const uint64_t* bits, uint32_t shift, uint64_t k8,
+                                 uint32_t tail, int tmask) {
+        for (; tmask; tmask &= tmask - 1) {
+            int t = __builtin_ctz(tmask);
+            if (sc_bloom(bits, shift, sc_tail_key(k8, tail & ((1u << (8 * t)) - 1), t)))
+                return 1;
+        }
+        return 0;
+    }
+
     /* Eight blocked-Bloom tests at once (see sc_bloom_mask), lanes in lm only; keys in
        sc_hin form (a class key is built directly as chars | tag << 44, one vpternlogq). */
     #define SC_SIMD_TARGET "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,avx512ifma"
@@ -670,28 +763,42 @@ cdef extern from *:
             12, 12, 12, 12, 12, 12, 12, 12, 8, 8, 8, 8, 8, 8, 8, 8,
             4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0);
         const __m512i kinc = _mm512_set1_epi64(0x0706050403020100ll);
+        /* Stage A of a group (its keys and, with shared words, its Bloom word gather) is
+           done one group ahead of stage B (the tests): the gather is issued a group's
+           work before its words are needed. */
+        __m256i J = _mm256_setzero_si256(), Jx = J;
+        __m512i key = _mm512_setzero_si512(), keyx = key, W = key, Wx = key;
+        __mmask8 lm = 0, lmx = 0;
+#define SC_STAGE_A(G, Jo, KEYo, Wo, LMo) do { \
+            LMo = nv - (G) >= 8 ? 0xFF : (__mmask8)((1u << (nv - (G))) - 1); \
+            Jo = _mm256_maskz_loadu_epi32(LMo, (const void*)(wj + (G))); \
+            int32_t j0_ = wj[G]; \
+            if (__builtin_expect(wj[(G) + (nv - (G) >= 8 ? 7 : nv - (G) - 1)] - j0_ > 120, 0)) { \
+                KEYo = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), LMo, Jo, \
+                                                   (const void*)sq, 1); \
+            } else { \
+                __m512i rel_ = _mm512_castsi256_si512( \
+                    _mm256_sub_epi32(Jo, _mm256_set1_epi32(j0_))); \
+                __m512i idx_ = _mm512_add_epi8(_mm512_permutexvar_epi8(krep, rel_), kinc); \
+                KEYo = _mm512_maskz_permutex2var_epi8( \
+                    (__mmask64)_pdep_u64(LMo, 0x0101010101010101ull) * 0xFF, \
+                    _mm512_loadu_si512((const void*)(sq + j0_)), idx_, \
+                    _mm512_loadu_si512((const void*)(sq + j0_ + 64))); \
+            } \
+            if (shared) \
+                Wo = sc_bword8(bits, shiftv, sc_ckey8(KEYo, M32, 4ll << 44), LMo); \
+        } while (0)
+        if (nv > 0)
+            SC_STAGE_A(0, Jx, keyx, Wx, lmx);
         for (g = 0; g < nv; g += 8) {
-            __mmask8 lm = nv - g >= 8 ? 0xFF : (__mmask8)((1u << (nv - g)) - 1);
-            __m256i J = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g));
+            J = Jx; key = keyx; W = Wx; lm = lmx;
+            if (g + 8 < nv)
+                SC_STAGE_A(g + 8, Jx, keyx, Wx, lmx);
             /* the keys: the 8 squeezed bytes at each start, cut out of the 128 bytes at
-               the group's first start by one two-register byte permute. A gather here
-               made the Bloom word gather below wait for it, and gathers do not overlap
-               one another: the two in a row cost ~4x the permute. Eight starts spanning
-               more than 120 letters (very long words) take the gather. */
-            int32_t j0 = wj[g];
-            __m512i key;
-            if (__builtin_expect(wj[g + (nv - g >= 8 ? 7 : nv - g - 1)] - j0 > 120, 0)) {
-                key = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), lm, J,
-                                                  (const void*)sq, 1);
-            } else {
-                __m512i rel = _mm512_castsi256_si512(
-                    _mm256_sub_epi32(J, _mm256_set1_epi32(j0)));
-                __m512i idx = _mm512_add_epi8(_mm512_permutexvar_epi8(krep, rel), kinc);
-                key = _mm512_maskz_permutex2var_epi8(
-                    (__mmask64)_pdep_u64(lm, 0x0101010101010101ull) * 0xFF,
-                    _mm512_loadu_si512((const void*)(sq + j0)), idx,
-                    _mm512_loadu_si512((const void*)(sq + j0 + 64)));
-            }
+               the group's first start by one two-register byte permute (stage A). A
+               gather there made the Bloom word gather wait for it, and gathers do not
+               overlap one another: the two in a row cost ~4x the permute. Eight starts
+               spanning more than 120 letters (very long words) take the gather. */
             /* the first fragment's length z is the distance to the next word start in
                the squeezed stream (capped at 8): the next entry of wj (wj[nw] is the
                next start or the sentinel), no second gather */
@@ -703,9 +810,6 @@ cdef extern from *:
             /* the class-4 key is also the shared word's key (classes 4+, 8+ prefix, 8+) */
             __m512i k4 = sc_ckey8(key, M32, 4ll << 44);
             __m512i k5 = sc_ckey8(key, M40, 5ll << 44);
-            __m512i W = _mm512_setzero_si512();
-            if (shared)
-                W = sc_bword8(bits, shiftv, k4, lm);
             __mmask8 al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(16));
             __mmask8 ps = shared ? sc_btest8(W, k5, al) : sc_bloom8(bits, shiftv, k5, al);
             __m256i hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
@@ -739,22 +843,37 @@ cdef extern from *:
             /* the candidates are compressed out unconditionally (no lane: nothing moves;
                the buffers have 64 entries of slack) */
             __mmask8 c = _mm256_test_epi32_mask(hm, hm);
-            __m256i packed = _mm256_or_si256(J, _mm256_slli_epi32(hm, 24));
+            __m256i packed = _mm256_or_si256(_mm256_or_si256(J, _mm256_slli_epi32(zi, 17)),
+                                             _mm256_slli_epi32(hm, 24));
             _mm256_storeu_si256((void*)(cp + nc), _mm256_maskz_compress_epi32(c, packed));
             nc += __builtin_popcount(c);
         }
+#undef SC_STAGE_A
         /* the candidates' raw positions (the r-th letter of a block is the r-th set bit
            of its mask) and keys (the 8 bytes the gather read) */
-        Py_ssize_t blk = 0;
+        Py_ssize_t blk = 0, nc2 = 0;
         for (k = 0; k < nc; k++) {
             uint32_t v = (uint32_t)cp[k];
-            int32_t j = (int32_t)(v & 0xFFFFFF);
+            int32_t j = (int32_t)(v & 0x1FFFF);
+            int z = (int)((v >> 17) & 7) + 1, hmk = (int)(v >> 24);
             while (bn[blk + 1] <= j) blk++;
             uint64_t bit = _pdep_u64(1ull << (j - bn[blk]), bm[blk]);
-            cp[k] = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
-            chm[k] = (int32_t)(v >> 24);
-            memcpy(&ck[k], sq + j, 8);
+            int32_t pk = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
+            uint64_t kk;
+            memcpy(&kk, sq + j, 8);
+            if (z <= 7)
+                hmk = sc_cut_past_word(fold, cls, d, n, pk, z, kk, hmk, bits, shift);
+            /* the tail test needs the 4 letters after the key, or the text's end */
+            if ((hmk & 32) && (j + 12 <= nsq || a + fb_end >= n)) {
+                uint32_t tail;
+                memcpy(&tail, sq + j + 8, 4);
+                if (!sc_tail_ok(bits, shift, kk, tail, (classes >> 8) & 31))
+                    hmk &= ~32;
+            }
+            cp[nc2] = pk; chm[nc2] = hmk; ck[nc2] = kk;
+            nc2 += hmk != 0;
         }
+        nc = nc2;
         for (k = nv; k < nw; k++) {
             uint64_t kk;
             int32_t j = wj[k];
@@ -817,13 +936,14 @@ cdef extern from *:
     int sc_bloom(const uint64_t* bits, uint32_t shift, uint64_t key) nogil
     uint64_t sc_long5(uint64_t k) nogil
     uint64_t sc_bloom_mask(uint64_t key, uint32_t shift, uint32_t* word) nogil
+    uint64_t sc_tail_key(uint64_t k8, uint32_t tail, int t) nogil
     Py_ssize_t sc_ss_candidates(const uint8_t* fb, Py_ssize_t len, const uint8_t* flags,
                                 int32_t* out) nogil
     int sc_find_run(const uint8_t* b64, const uint8_t* d, Py_ssize_t n, Py_ssize_t start,
                     Py_ssize_t minl, Py_ssize_t* rs, Py_ssize_t* re) nogil
     uint64_t sc_fold_window(const uint8_t* fold, const uint8_t* pflags, int hiflag,
-                            const uint8_t* d, Py_ssize_t n, uint8_t* out, uint64_t* pm,
-                            uint64_t* nul) nogil
+                            const uint8_t* b64, const uint8_t* d, Py_ssize_t n, uint8_t* out,
+                            uint64_t* pm, uint64_t* nul, uint64_t* enc) nogil
     Py_ssize_t sc_pat_from_masks(const uint64_t* pm, Py_ssize_t len, uint64_t wprev0,
                                  int32_t* out) nogil
     Py_ssize_t sc_pat_candidates(const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b,
@@ -894,7 +1014,7 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
     w.ws = <int32_t*>malloc((n + 64) * sizeof(int32_t))
     w.bm = <uint64_t*>malloc(nblk * sizeof(uint64_t))
     w.bn = <int32_t*>malloc(nblk * sizeof(int32_t))
-    w.pm = <uint64_t*>malloc(3 * nblk * sizeof(uint64_t))
+    w.pm = <uint64_t*>malloc(6 * nblk * sizeof(uint64_t))
     w.fb = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
     w.ck = <uint64_t*>malloc(k * sizeof(uint64_t))
     w.chm = <int32_t*>malloc(k * sizeof(int32_t))
@@ -1616,7 +1736,7 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
     cdef bint simd = _sc_use_simd > 0
     cdef bint sspfx = M.ss.nterms > 0 and M.ss_npfx > 0
     cdef bint fused = _sc_fused(M)
-    cdef uint64_t nul = 0, anynul = 0
+    cdef uint64_t nul = 0, anynul = 0, enc = 0, anyenc = 0
     cdef Py_ssize_t p0
     if pre != NULL:
         pre[0] = 0
@@ -1632,20 +1752,24 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
         if simd and (M.ww.nterms or M.ss.nterms):
             # fold the window (+ SC_LOOKAHEAD bytes) 64 bytes at a time
             fe = b + SC_LOOKAHEAD if b + SC_LOOKAHEAD < n else n
-            if sc_fold_window(M.fold, M.pflags, M.pfhigh, d + a, fe - a, w.fb, w.pm, &nul):
+            if sc_fold_window(M.fold, M.pflags, M.pfhigh, M.b64, d + a, fe - a, w.fb, w.pm,
+                              &nul, &enc):
                 if pre != NULL:
                     hits.n = h0     # not pure ASCII: the caller folds it, then scans again
                     runs.n = r0
                     return 2
             anynul |= nul
+            anyenc |= enc
             memset(w.fb + (fe - a), 0, 80)
-            # one more, zero block of pattern masks; past the text's end "can follow"
+            # one more, zero block of pattern masks; past the text's end "can follow",
+            # and any byte can be a match's third..fifth (the text may end first)
             nb = (fe - a + 63) >> 6
-            w.pm[3 * nb] = 0
-            w.pm[3 * nb + 1] = 0
-            w.pm[3 * nb + 2] = 0
+            memset(w.pm + 6 * nb, 0, 6 * sizeof(uint64_t))
             if fe == n:
-                w.pm[3 * ((fe - a) >> 6) + 1] |= (<uint64_t>1) << ((fe - a) & 63)
+                w.pm[6 * ((fe - a) >> 6) + 1] |= (<uint64_t>1) << ((fe - a) & 63)
+                for k in range(3, 6):
+                    w.pm[6 * ((fe - a) >> 6) + k] |= ~(((<uint64_t>1) << ((fe - a) & 63)) - 1)
+                    w.pm[6 * nb + k] = ~(<uint64_t>0)
             sc_prof_mark(0)
         if simd and (M.ww.nterms or sspfx):
             # squeeze the window; find the word starts and test their keys with bit
@@ -1701,7 +1825,9 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
     elif M.npat:
         _sc_patterns(M, d, n, ostart, oend, msg, base, hits)
     sc_prof_mark(5)
-    _sc_encoded(M, d, n, ostart, oend, msg, base, runs)
+    # the fold pass saw no 32-byte half block of alphabet bytes: no run of 63 or more
+    if not (fused and M.enc_min >= 63 and anyenc == 0):
+        _sc_encoded(M, d, n, ostart, oend, msg, base, runs)
     sc_prof_mark(6)
     if _sc_apply_clean(M, hits, h0) < 0:
         return -1
@@ -1843,6 +1969,20 @@ def scan_key8(bytes chars):
     return k, (<uint64_t>0xFFFFFFFFFFFFFFFFu) if m == 8 else ((<uint64_t>1 << (8 * m)) - 1)
 
 
+def scan_tail_key(bytes chars):
+    """The Bloom tail key of a squeezed term of 8+ characters (see sc_tail_key)."""
+    cdef uint64_t k8 = 0
+    cdef uint32_t tail = 0
+    cdef int i, t = 3 if len(chars) >= 11 else 0
+    if len(chars) < 8:
+        raise ValueError("a term of 8 or more characters")
+    for i in range(8):
+        k8 |= (<uint64_t>chars[i]) << (8 * i)
+    for i in range(t):
+        tail |= (<uint32_t>chars[8 + i]) << (8 * i)
+    return sc_tail_key(k8, tail, t)
+
+
 def scan_bloom(uint64_t key, uint32_t shift):
     """(word index, two-bit mask) of key in a prefilter bitset (see sc_bloom_mask)."""
     cdef uint32_t w
@@ -1863,9 +2003,11 @@ cdef void _sc_pattern_flags(SCMatcher* M, uint8_t* pf) noexcept nogil:
     """M.pflags (see SCMatcher), derived with the very NFA step of _sc_pat_at, so that the
     prefilter only drops starts whose run would die at once: bit 0 where a run can begin
     (cm & start), bit 1 for every byte the state after one step accepts, and for every
-    non-word byte when one byte can already be a whole match; M.pfhigh for bytes >= 0x80."""
-    cdef int p, b, c, r, nr, hi_or = 0, hi_and = 4
-    cdef uint64_t st, x, acc
+    non-word byte when one byte can already be a whole match; bits 3..5 likewise for the
+    third..fifth byte; M.pfhigh for bytes >= 0x80."""
+    cdef int p, b, c, r, nr, k, hi_or = 0, hi_and = 4
+    cdef bint ended
+    cdef uint64_t st, x, acc, sk, nxt
     cdef const uint64_t* cm
     cdef const uint64_t* runs
     for b in range(256):
@@ -1886,8 +2028,35 @@ cdef void _sc_pattern_flags(SCMatcher* M, uint8_t* pf) noexcept nogil:
             for c in range(256):
                 if (st & cm[c]) or ((st & acc) and not M.alnum[c]):
                     pf[c] |= 2
+        # bits 3..5: the bytes that can come third..fifth. sk over-approximates the states
+        # after k bytes (the union over every byte of one step from the states before: the
+        # step is monotone, so every real run's state is inside); once a run may have
+        # ended before byte k (an accepting state), any byte may come there
+        sk = 0
+        for b in range(256):
+            if cm[b] & M.pstart[p]:
+                sk |= M.pstart[p] & cm[b]
+        for k in range(1, 5):   # sk: the states after k bytes (k = 1: the start's step)
+            sk <<= 1
+            for r in range(nr):
+                x = sk & runs[2 * r]
+                sk |= runs[2 * r + 1] & ~((x & (~x + 1)) - 1)
+            if k == 1:
+                ended = (sk & acc) != 0
+                nxt = 0
+                for c in range(256):
+                    nxt |= sk & cm[c]
+                sk = nxt
+                continue
+            nxt = 0
+            for c in range(256):
+                if ended or (sk & cm[c]) or ((sk & acc) and not M.alnum[c]):
+                    pf[c] |= 1 << (k + 1)
+                nxt |= sk & cm[c]
+            ended = ended or (sk & acc) != 0
+            sk = nxt
     for b in range(128, 256):
-        hi_or |= pf[b] & 3
+        hi_or |= pf[b] & 0x3B
         hi_and &= pf[b]
     M.pfhigh = <uint8_t>(hi_or | (hi_and & 4))
 

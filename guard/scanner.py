@@ -400,12 +400,24 @@ def _build_table(recs, ids: list[int], offset: int = 0):
     big = np.zeros(1024, dtype=np.uint64)
     single = np.zeros(256, dtype=np.uint8)
     long5: set[int] = set()
+    breaks: set[int] = set()
     for i in ids:
         chars = recs[i][0]
+        if 5 <= len(chars) < 8:
+            # a 5..7-character term is still a candidate after a first word of z letters
+            # and a loose gap when it has z characters or a word break after z of them
+            # (sc_cut_past_word: first 5 characters, z in byte 5, tag 1)
+            k5 = _core.scan_prefix_key(chars[:5]) & ((1 << 40) - 1)
+            breaks.update(k5 | (z << 40) | (1 << 56) for z in range(2, 8)
+                          if z == len(chars) or (z < len(chars) and recs[i][1][z]))
         keys.setdefault(_core.scan_prefix_key(chars), []).append(i)
         if len(chars) >= 8:
             classes |= 32
             long5.add(_core.scan_prefix_key(chars[:5]))
+            # the 8+ candidate's next letters (sc_tail_ok): bit 8 + t of classes says some
+            # term goes on for t = 3 (11+ characters) or t = 0 more characters
+            classes |= 1 << (8 + (3 if len(chars) >= 11 else 0))
+            breaks.add(_core.scan_tail_key(chars))
         else:
             classes |= 1 << (min(5, len(chars)) - 1)
         if len(chars) == 1:
@@ -424,6 +436,9 @@ def _build_table(recs, ids: list[int], offset: int = 0):
         # first stage of the terms of 8+ characters: their class-5 key retagged 0x15,
         # in the same bitset (its word is that of the first 4 characters, see sc_bloom_word)
         w, m = _core.scan_bloom((k & ((1 << 56) - 1)) | (0x15 << 56), shift)
+        bits[w] |= np.uint64(m)
+    for k in breaks:
+        w, m = _core.scan_bloom(k, shift)
         bits[w] |= np.uint64(m)
     hsize = 16
     while hsize < 2 * nk:
