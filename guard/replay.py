@@ -406,22 +406,30 @@ def _tally(ds: Sequence[Decision], flows: Sequence[str], counts: Counter[tuple[s
 
     Column-wise, so that the counting runs in Counter's C loop rather than one Python
     statement per message per counter."""
-    verdicts = [d.verdict for d in ds]
-    counts.update(zip(flows, verdicts, strict=True))
-    sizes = [len(d.output) if v in RELEASED and d.output is not None else -1
-             for d, v in zip(ds, verdicts, strict=True)]    # -1: nothing released
     kinds = set(flows)
     if len(kinds) == 1:  # the common case: one flow per capture
-        out = [n for n in sizes if n >= 0]
+        flow = next(iter(kinds))
+        per = Counter([d.verdict for d in ds])  # (same key order as counting the pairs)
+        counts.update({(flow, v): n for v, n in per.items()})
+        out = [len(d.output) for d in ds if d.verdict in RELEASED and d.output is not None]
         if out:
-            released[next(iter(kinds))] += sum(out)
+            released[flow] += sum(out)
     else:
+        counts.update(zip(flows, [d.verdict for d in ds], strict=True))
         rel: dict[str, int] = {}
-        for flow, n in zip(flows, sizes, strict=True):
-            if n >= 0:
-                rel[flow] = rel.get(flow, 0) + n
+        for flow, d in zip(flows, ds, strict=True):
+            if d.verdict in RELEASED and d.output is not None:
+                rel[flow] = rel.get(flow, 0) + len(d.output)
         released.update(rel)
-    rules.update([r for d in ds if d.findings for r in {f.rule for f in d.findings}])
+    got: list[str] = []
+    for d in ds:
+        fs = d.findings
+        if fs:  # most have one finding: no set of its rules to build
+            if len(fs) == 1:
+                got.append(fs[0].rule)
+            else:
+                got += {f.rule for f in fs}
+    rules.update(got)
 
 
 def _chunks(blocks: Sequence[BlockInfo], workers: int) -> list[list[BlockInfo]]:
