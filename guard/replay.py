@@ -218,9 +218,9 @@ def _load(path: str, sha: str) -> Policy:
 
 def _init(policies: dict[str, str], wanted: dict[str, list[str]] | None,
           slot: Any = None) -> None:
-    """Worker initializer: in a child, pin it to a core of its own (``slot``: a shared
-    counter handing out core numbers, None in the calling process) and let it keep its
-    heap; then take the pipelines compiled before forking (``_FORKED``) or compile one
+    """Worker initializer: in a child, pin it to a core of its own (``slot``: the core,
+    or a shared counter handing out core numbers; None in the calling process) and let
+    it keep its heap; then take the pipelines compiled before forking (``_FORKED``) or compile one
     per policy (sha256 -> path) and, in a child, freeze what it holds out of the
     garbage collector's sight.
 
@@ -271,9 +271,14 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc malloc.h
 
 
 def _pin(slot: Any) -> None:
-    """Pin this process to the next core of its allowed set (one worker per core, so
-    that a worker's caches stay warm and two never share a core while one idles)."""
+    """Pin this process to core ``slot`` (an int) or to the next core of its allowed set
+    (``slot``: a shared counter): one worker per core, so that a worker's caches stay
+    warm and two never share a core while one idles."""
     with contextlib.suppress(AttributeError, OSError, ValueError):
+        if isinstance(slot, int):  # -1: no core to take
+            if slot >= 0:
+                os.sched_setaffinity(0, {slot})
+            return
         cpus = sorted(os.sched_getaffinity(0))
         with slot.get_lock():
             k = slot.value
@@ -282,9 +287,27 @@ def _pin(slot: Any) -> None:
             os.sched_setaffinity(0, {cpus[k % len(cpus)]})
 
 
-def _pin_self() -> set[int] | None:
-    """Pin this process to the first core of its allowed set (its children take the
-    others) while it decides; returns the set to restore (None: nothing changed).
+def _cores() -> tuple[int | None, list[int]]:
+    """The core this process is to keep while it decides and, in order, those left to
+    its children: the core it runs on now (pinned there, it is not moved: a move to a
+    busy core waited there for a time slice, 3-6 ms on a loaded machine), else the
+    first of its allowed set. (None, []) where cores cannot be chosen."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None, []
+    me = cpus[0]
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        now = ctypes.CDLL(None).sched_getcpu()
+        if now in cpus:
+            me = now
+    return me, [c for c in cpus if c != me]
+
+
+def _pin_self(core: int | None = None) -> set[int] | None:
+    """Pin this process to ``core`` (default: the first of its allowed set; its children
+    take the others) while it decides; returns the set to restore (None: nothing
+    changed).
 
     Unpinned, the thread that runs a batch (the pipeline's watchdog worker) and the one
     that hands it over and collects the decisions were moved between cores, each move
@@ -292,7 +315,7 @@ def _pin_self() -> set[int] | None:
     try:
         cpus = os.sched_getaffinity(0)
         if len(cpus) > 1:
-            os.sched_setaffinity(0, {min(cpus)})
+            os.sched_setaffinity(0, {min(cpus) if core is None else core})
             return cpus
     except (AttributeError, OSError, ValueError):
         pass
@@ -519,21 +542,21 @@ def _run_forked(ctx: Any, fn: Any, tasks: list[Any], policies: dict[str, str], w
         with nxt.get_lock():
             nxt.value = len(tasks)
 
-    slot = ctx.Value("i", 1)  # the children's cores: the first is left to this process
+    me, others = _cores()  # this process keeps its core; each child takes another
     got: list[tuple[int, Any]] = []
     children: list[tuple[int, int]] = []   # (pid, read end of its pipe)
     try:
-        for _ in range(min(workers, len(tasks)) - 1):
+        for i in range(min(workers, len(tasks)) - 1):
             r, w = os.pipe()
             pid = os.fork()
             if pid == 0:  # the child: never returns into the caller's code
                 os.close(r)
-                _child(w, policies, wanted, slot)
+                _child(w, policies, wanted, others[i % len(others)] if others else -1)
             os.close(w)
             children.append((pid, r))
         _init(policies, wanted)
         # after the forks: no child inherits the pin, each still sees every core
-        old = _pin_self()
+        old = _pin_self(me) if others else None
         try:
             got += _drain()
         finally:
@@ -551,13 +574,14 @@ def _run_forked(ctx: Any, fn: Any, tasks: list[Any], policies: dict[str, str], w
 
 
 def _child(w: int, policies: dict[str, str], wanted: dict[str, list[str]] | None,
-           slot: Any) -> None:
-    """A forked worker: decide tasks until none is left, write ``("ok", results)`` or
-    ``("error", exception)`` pickled to ``w``, and exit (never returns)."""
+           core: int) -> None:
+    """A forked worker pinned to ``core`` (-1: none): decide tasks until none is left,
+    write ``("ok", results)`` or ``("error", exception)`` pickled to ``w``, and exit
+    (never returns)."""
     code = 1
     try:
         try:
-            _init(policies, wanted, slot)
+            _init(policies, wanted, core)
             out: tuple[str, Any] = ("ok", _drain())
         except BaseException as exc:  # the parent raises it (a worker died: ReplayError)
             out = ("error", exc)
