@@ -29,6 +29,8 @@ import gc
 import hashlib
 import multiprocessing
 import os
+import pickle
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -216,9 +218,9 @@ def _load(path: str, sha: str) -> Policy:
 
 def _init(policies: dict[str, str], wanted: dict[str, list[str]] | None,
           slot: Any = None) -> None:
-    """Worker initializer: in a child, pin it to a core of its own (``slot``: a shared
-    counter handing out core numbers, None in the calling process) and let it keep its
-    heap; then take the pipelines compiled before forking (``_FORKED``) or compile one
+    """Worker initializer: in a child, pin it to a core of its own (``slot``: the core,
+    or a shared counter handing out core numbers; None in the calling process) and let
+    it keep its heap; then take the pipelines compiled before forking (``_FORKED``) or compile one
     per policy (sha256 -> path) and, in a child, freeze what it holds out of the
     garbage collector's sight.
 
@@ -269,9 +271,14 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc malloc.h
 
 
 def _pin(slot: Any) -> None:
-    """Pin this process to the next core of its allowed set (one worker per core, so
-    that a worker's caches stay warm and two never share a core while one idles)."""
+    """Pin this process to core ``slot`` (an int) or to the next core of its allowed set
+    (``slot``: a shared counter): one worker per core, so that a worker's caches stay
+    warm and two never share a core while one idles."""
     with contextlib.suppress(AttributeError, OSError, ValueError):
+        if isinstance(slot, int):  # -1: no core to take
+            if slot >= 0:
+                os.sched_setaffinity(0, {slot})
+            return
         cpus = sorted(os.sched_getaffinity(0))
         with slot.get_lock():
             k = slot.value
@@ -280,9 +287,27 @@ def _pin(slot: Any) -> None:
             os.sched_setaffinity(0, {cpus[k % len(cpus)]})
 
 
-def _pin_self() -> set[int] | None:
-    """Pin this process to the first core of its allowed set (its children take the
-    others) while it decides; returns the set to restore (None: nothing changed).
+def _cores() -> tuple[int | None, list[int]]:
+    """The core this process is to keep while it decides and, in order, those left to
+    its children: the core it runs on now (pinned there, it is not moved: a move to a
+    busy core waited there for a time slice, 3-6 ms on a loaded machine), else the
+    first of its allowed set. (None, []) where cores cannot be chosen."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None, []
+    me = cpus[0]
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        now = ctypes.CDLL(None).sched_getcpu()
+        if now in cpus:
+            me = now
+    return me, [c for c in cpus if c != me]
+
+
+def _pin_self(core: int | None = None) -> set[int] | None:
+    """Pin this process to ``core`` (default: the first of its allowed set; its children
+    take the others) while it decides; returns the set to restore (None: nothing
+    changed).
 
     Unpinned, the thread that runs a batch (the pipeline's watchdog worker) and the one
     that hands it over and collects the decisions were moved between cores, each move
@@ -290,7 +315,7 @@ def _pin_self() -> set[int] | None:
     try:
         cpus = os.sched_getaffinity(0)
         if len(cpus) > 1:
-            os.sched_setaffinity(0, {min(cpus)})
+            os.sched_setaffinity(0, {min(cpus) if core is None else core})
             return cpus
     except (AttributeError, OSError, ValueError):
         pass
@@ -404,22 +429,30 @@ def _tally(ds: Sequence[Decision], flows: Sequence[str], counts: Counter[tuple[s
 
     Column-wise, so that the counting runs in Counter's C loop rather than one Python
     statement per message per counter."""
-    verdicts = [d.verdict for d in ds]
-    counts.update(zip(flows, verdicts, strict=True))
-    sizes = [len(d.output) if v in RELEASED and d.output is not None else -1
-             for d, v in zip(ds, verdicts, strict=True)]    # -1: nothing released
     kinds = set(flows)
     if len(kinds) == 1:  # the common case: one flow per capture
-        out = [n for n in sizes if n >= 0]
+        flow = next(iter(kinds))
+        per = Counter([d.verdict for d in ds])  # (same key order as counting the pairs)
+        counts.update({(flow, v): n for v, n in per.items()})
+        out = [len(d.output) for d in ds if d.verdict in RELEASED and d.output is not None]
         if out:
-            released[next(iter(kinds))] += sum(out)
+            released[flow] += sum(out)
     else:
+        counts.update(zip(flows, [d.verdict for d in ds], strict=True))
         rel: dict[str, int] = {}
-        for flow, n in zip(flows, sizes, strict=True):
-            if n >= 0:
-                rel[flow] = rel.get(flow, 0) + n
+        for flow, d in zip(flows, ds, strict=True):
+            if d.verdict in RELEASED and d.output is not None:
+                rel[flow] = rel.get(flow, 0) + len(d.output)
         released.update(rel)
-    rules.update([r for d in ds if d.findings for r in {f.rule for f in d.findings}])
+    got: list[str] = []
+    for d in ds:
+        fs = d.findings
+        if fs:  # most have one finding: no set of its rules to build
+            if len(fs) == 1:
+                got.append(fs[0].rule)
+            else:
+                got += {f.rule for f in fs}
+    rules.update(got)
 
 
 def _chunks(blocks: Sequence[BlockInfo], workers: int) -> list[list[BlockInfo]]:
@@ -497,7 +530,11 @@ def _run_forked(ctx: Any, fn: Any, tasks: list[Any], policies: dict[str, str], w
     taking tasks from one shared counter. This process works too: it is warm (its
     heap, and the pipelines it compiled and warmed), where a child starts cold (its
     first batches pay for copy-on-write faults and a fresh heap), and one process
-    fewer is started."""
+    fewer is started.
+
+    The children are plain forks, each sending back its pickled results through a pipe
+    of its own: a process pool took ~7 ms to start them and ~3 ms to shut down (its
+    queues, feeder and manager threads), with the other core idle."""
     nxt = ctx.Value("i", 0)
     _DRAIN.update(fn=fn, tasks=tasks, next=nxt)
 
@@ -505,30 +542,91 @@ def _run_forked(ctx: Any, fn: Any, tasks: list[Any], policies: dict[str, str], w
         with nxt.get_lock():
             nxt.value = len(tasks)
 
-    slot = ctx.Value("i", 1)  # the children's cores: the first is left to this process
+    me, others = _cores()  # this process keeps its core; each child takes another
     got: list[tuple[int, Any]] = []
-    children = min(workers, len(tasks)) - 1
-    with ProcessPoolExecutor(children, mp_context=ctx, initializer=_init,
-                             initargs=(policies, wanted, slot)) as pool:
+    children: list[tuple[int, int]] = []   # (pid, read end of its pipe)
+    try:
+        for i in range(min(workers, len(tasks)) - 1):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: never returns into the caller's code
+                os.close(r)
+                _child(w, policies, wanted, others[i % len(others)] if others else -1)
+            os.close(w)
+            children.append((pid, r))
+        _init(policies, wanted)
+        # after the forks: no child inherits the pin, each still sees every core
+        old = _pin_self(me) if others else None
         try:
-            futures = [pool.submit(_drain) for _ in range(children)]
-            _init(policies, wanted)
-            # after the submits: the pool has forked every child (fork context), so
-            # none inherits the pin and each still sees every core to pick its own
-            old = _pin_self()
-            try:
-                got += _drain()
-            finally:
-                _STATE.clear()
-                _unpin_self(old)
-            for f in futures:
-                got += f.result()
-        except BaseException:
-            stop()
-            raise
+            got += _drain()
+        finally:
+            _STATE.clear()
+            _unpin_self(old)
+    except BaseException:
+        stop()
+        _collect(children)
+        raise
+    for res in _collect(children):
+        got += res
     if sorted(k for k, _ in got) != list(range(len(tasks))):
         raise ReplayError("the replay workers did not decide every chunk exactly once")
     return [r for _, r in sorted(got, key=lambda kr: kr[0])]
+
+
+def _child(w: int, policies: dict[str, str], wanted: dict[str, list[str]] | None,
+           core: int) -> None:
+    """A forked worker pinned to ``core`` (-1: none): decide tasks until none is left,
+    write ``("ok", results)`` or ``("error", exception)`` pickled to ``w``, and exit
+    (never returns)."""
+    code = 1
+    try:
+        try:
+            _init(policies, wanted, core)
+            out: tuple[str, Any] = ("ok", _drain())
+        except BaseException as exc:  # the parent raises it (a worker died: ReplayError)
+            out = ("error", exc)
+        try:
+            data = pickle.dumps(out, pickle.HIGHEST_PROTOCOL)
+        except Exception:  # an exception that does not pickle: its text
+            data = pickle.dumps(("error", ReplayError(f"a replay worker failed: "
+                                                      f"{type(out[1]).__name__}: {out[1]}")))
+        with open(w, "wb") as f:
+            f.write(data)
+        code = 0
+    finally:
+        os._exit(code)  # no atexit handlers, no flushing the parent's buffers twice
+
+
+def _collect(children: list[tuple[int, int]]) -> list[Any]:
+    """Each child's results (read to the end of its pipe, then reaped); raises the
+    first failure: the exception a child sent, or ``ReplayError`` for one that died."""
+    results: list[Any] = []
+    failure: BaseException | None = None
+    for pid, r in children:
+        with open(r, "rb") as f:
+            data = f.read()
+        try:
+            kind, value = pickle.loads(data) if data else ("died", None)
+        except Exception:
+            kind, value = "died", None
+        if kind == "ok":
+            # its results are whole: reaped in the background (a child's exit, its
+            # address space torn down, took ~1-2 ms)
+            threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
+            if failure is None:
+                results.append(value)
+            continue
+        _, status = os.waitpid(pid, 0)
+        if failure is not None:
+            continue
+        if kind == "error":
+            failure = value
+        else:
+            failure = ReplayError(f"a replay worker died (exit status "
+                                  f"{os.waitstatus_to_exitcode(status)})")
+    if failure is not None:
+        raise failure
+    return results
 
 
 def _scan(capture: str | os.PathLike[str]) -> CaptureIndex:

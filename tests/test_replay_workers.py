@@ -175,3 +175,42 @@ def test_the_bench_replay_mix_decides_as_the_reference() -> None:
         want.append(_key(pipe._finish(ctx, True, pipe.policy.sha256)))
     assert got == want
     assert {g[0] for g in got} == {"release", "redact", "quarantine", "block"}
+
+
+def _where(task):  # type: ignore[no-untyped-def]
+    got = _compare_chunk(task)
+    got["changes"] = [(os.getpid(), tuple(sorted(os.sched_getaffinity(0))))]
+    if os.getpid() == _PARENT[0]:
+        time.sleep(0.15)  # the parent is slow: the child surely takes a chunk
+    return got
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two cores")
+def test_each_worker_decides_on_a_core_of_its_own(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent keeps one core while it decides, each child is pinned to another; the
+    parent's affinity is given back afterwards."""
+    import guard.replay as replay_mod
+
+    cap = _capture(tmp_path, 160)
+    _PARENT[0] = os.getpid()
+    before = os.sched_getaffinity(0)
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    run_pool = replay_mod._run_pool
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        parts = run_pool(*args, **kwargs)
+        for p in parts:
+            seen.update(p["changes"])
+            p["changes"] = []
+        return parts
+
+    monkeypatch.setattr("guard.replay._compare_chunk", _where)
+    monkeypatch.setattr("guard.replay._run_pool", spy)
+    replay_mod.replay(cap, POLICY, workers=2)
+    assert os.sched_getaffinity(0) == before
+    cores = dict(seen)
+    assert len(cores) == 2 and os.getpid() in cores
+    assert all(len(c) == 1 for c in cores.values())
+    assert len(set(cores.values())) == 2
