@@ -547,14 +547,15 @@ class Relay:
                 self._settle(it, None, [_finding("internal-error", why)])
             else:
                 self._settle(it, decided[id(it)], None)
-        fresh = []
+        to_hash = []
         for it in settled:  # an output equal to its input (most releases) has its hash
             if it.fresh and it.output is not None:
                 if it.output == it.msg.payload:
                     it.output_sha256 = it.input_sha256
                 else:
-                    fresh.append(it)
-        for it, sha in zip(fresh, sha256_hex_many([it.output for it in fresh]), strict=True):
+                    to_hash.append(it)
+        for it, sha in zip(to_hash, sha256_hex_many([it.output for it in to_hash]),
+                           strict=True):
             it.output_sha256 = sha
         self._stamp_all([it for it in settled if it.output is not None])
         records = [self._record(it) for it in settled if it.fresh]
@@ -645,7 +646,7 @@ class Relay:
                 part = group[k:k + STAMP_BATCH]
                 try:
                     stamps = make_stamps([Release(
-                        it.output_sha256 or "", it.decision_id, flow, it.message_id,
+                        _output_hash(it), it.decision_id, flow, it.message_id,
                         it.policy_sha256) for it in part], self.signer)
                 except Exception as exc:
                     if not all(it.fresh for it in part):
@@ -868,6 +869,12 @@ def _finding_dict(f: Finding) -> dict[str, object]:
     if type(f) is Finding:
         return {"rule": f.rule, "message": f.message, "start": f.start, "end": f.end}
     return f.to_dict()
+
+
+def _output_hash(it: _Item) -> str:
+    if it.output_sha256 is None:  # a bug: fail closed (the release is blocked)
+        raise RuntimeError("an output without its SHA-256")
+    return it.output_sha256
 
 
 def _bad_id(mid: str) -> str:
