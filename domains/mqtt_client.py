@@ -282,6 +282,13 @@ class PublishBatch:
 
 
 
+def _in_packet(command: int, packet: bytearray) -> Any:
+    """paho's incoming-packet state: a whole packet read (or none, for command 0)."""
+    return {"command": command, "have_remaining": int(command != 0), "remaining_count": [],
+            "remaining_mult": 1, "remaining_length": len(packet), "packet": packet,
+            "to_process": 0, "pos": 0}
+
+
 class _BufferedClient(FastDecodeClient):
     """A ``FastDecodeClient`` that reads its socket in large chunks and writes every
     queued packet in one ``sendmsg``, for the external-loop mode only (paho's own loop
@@ -332,20 +339,15 @@ class _BufferedClient(FastDecodeClient):
         return super()._packet_read()
 
     def _handle_whole(self, cmd: int, start: int, end: int) -> MQTTErrorCode:
-        packet = bytearray(self._rbuf[start:end])
+        self._in_packet = _in_packet(cmd, bytearray(self._rbuf[start:end]))
         self._rpos = end
-        self._in_packet = {"command": cmd, "have_remaining": 1, "remaining_count": [],
-                           "remaining_mult": 1, "remaining_length": end - start,
-                           "packet": packet, "to_process": 0, "pos": 0}
         with self._msgtime_mutex:
             self._last_bytes_received = mqtt.time_func()
         try:
             rc = self._packet_handle()
         except MalformedPacket:
             rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
-        self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [],
-                           "remaining_mult": 1, "remaining_length": 0,
-                           "packet": bytearray(b""), "to_process": 0, "pos": 0}
+        self._in_packet = _in_packet(0, bytearray())  # paho's state between packets
         return rc
 
     def _packet_write(self) -> MQTTErrorCode:
