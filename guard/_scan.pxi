@@ -661,6 +661,25 @@ cdef extern from *:
         __m512i ms = _mm512_multishift_epi64_epi8(p, w);
         return _mm512_mask_cmpeq_epi64_mask(lm, _mm512_and_si512(ms, ones), ones);
     }
+    /* Both of two keys per lane against the same gathered words (sc_btest8 of a and of
+       b, ANDed): the 4 bit indices of b go in the high half of a's product, so one
+       vpmultishiftqb and one compare test all 8 bits (the shuffle port is the group
+       loop's bottleneck; two tests cost two of each). */
+    __attribute__((target(SC_SIMD_TARGET)))
+    #if SC_BLOOM_K > 4
+    #error "sc_btest8x2 packs two keys' SC_BLOOM_K bit indices in 8 bytes"
+    #endif
+    static inline __mmask8 sc_btest8x2(__m512i w, __m512i ka, __m512i kb, __mmask8 lm) {
+        const __m512i hb = _mm512_set1_epi64((long long)SC_HB);
+        const __m512i ones = _mm512_set1_epi64((long long)0x0101010101010101ull);
+        __m512i pa = _mm512_madd52hi_epu64(_mm512_setzero_si512(), ka, hb);
+        __m512i pb = _mm512_madd52hi_epu64(_mm512_setzero_si512(), kb, hb);
+        /* (pa & 0xFFFFFFFF) | pb << 32 */
+        __m512i p = _mm512_ternarylogic_epi64(pa, _mm512_set1_epi64(0xFFFFFFFFll),
+                                              _mm512_slli_epi64(pb, 32), 0xEA);
+        __m512i ms = _mm512_multishift_epi64_epi8(p, w);
+        return _mm512_mask_cmpeq_epi64_mask(lm, _mm512_and_si512(ms, ones), ones);
+    }
     /* Eight blocked-Bloom tests of class 1..3 keys (their own words), lanes in lm. */
     __attribute__((target(SC_SIMD_TARGET)))
     static inline __mmask8 sc_bloom8(const uint64_t* bits, __m128i shiftv, __m512i key,
@@ -810,27 +829,44 @@ cdef extern from *:
             /* the class-4 key is also the shared word's key (classes 4+, 8+ prefix, 8+) */
             __m512i k4 = sc_ckey8(key, M32, 4ll << 44);
             __m512i k5 = sc_ckey8(key, M40, 5ll << 44);
-            __mmask8 al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(16));
-            __mmask8 ps = shared ? sc_btest8(W, k5, al) : sc_bloom8(bits, shiftv, k5, al);
-            __m256i hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
+            __mmask8 al, ps;
+            __m256i hm;
+            if (shared) {
+                /* classes 4 and 5..7 against the shared word on every lane, the classes
+                   the first fragment rules out dropped by one AND with `allow` below (a
+                   per-class lane test is a shuffle-port op: two per group) */
+                ps = sc_btest8(W, k5, lm);
+                hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
+                if (classes & 8) {
+                    ps = sc_btest8(W, k4, lm);
+                    hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(8));
+                }
+            } else {
+                al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(16));
+                ps = sc_bloom8(bits, shiftv, k5, al);
+                hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
+            }
             /* no data-dependent branches below (a mispredicted test per group cost more
                than the tests it skipped): `classes` and `shared` are the same for the
                whole call, so their branches predict perfectly */
             for (int m = 1; m <= 4; m++) {
-                if (!(classes & (1 << (m - 1)))) continue;
+                if (!(classes & (1 << (m - 1))) || (m == 4 && shared)) continue;
                 al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(1 << (m - 1)));
                 __m512i km = m == 4 ? k4 : sc_ckey8(key, (long long)((1ull << (8 * m)) - 1),
                                                     (long long)m << 44);
-                ps = (m == 4 && shared) ? sc_btest8(W, km, al) : sc_bloom8(bits, shiftv, km, al);
+                ps = sc_bloom8(bits, shiftv, km, al);
                 hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(1 << (m - 1)));
             }
+            if (shared)
+                hm = _mm256_and_si256(hm, allow);
             if (classes & 32) {
                 __m512i kl5 = sc_ckey8(key, M40, 0x15ll << 44);
-                /* the 8-character key in sc_hin form (IFMA reads the low 52 bits) */
-                __m512i h8 = _mm512_xor_si512(key,
-                    _mm512_slli_epi64(_mm512_srli_epi64(key, 52), 40));
+                /* the 8-character key in sc_hin form (IFMA reads the low 52 bits):
+                   key ^ (key >> 52) << 40, as key ^ ((key >> 12) & 0xFFF << 40) */
+                __m512i h8 = _mm512_ternarylogic_epi64(key, _mm512_srli_epi64(key, 12),
+                    _mm512_set1_epi64((long long)(0xFFFull << 40)), 0x78);
                 if (shared) {
-                    ps = sc_btest8(W, kl5, lm) & sc_btest8(W, h8, lm);
+                    ps = sc_btest8x2(W, kl5, h8, lm);
                     hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(32));
                 } else {
                     ps = sc_bloom8(bits, shiftv, kl5, lm);
