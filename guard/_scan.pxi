@@ -876,22 +876,32 @@ cdef extern from *:
                     }
                 }
             }
-            /* the candidates are compressed out unconditionally (no lane: nothing moves;
-               the buffers have 64 entries of slack) */
-            __mmask8 c = _mm256_test_epi32_mask(hm, hm);
-            __m256i packed = _mm256_or_si256(_mm256_or_si256(J, _mm256_slli_epi32(zi, 17)),
-                                             _mm256_slli_epi32(hm, 24));
-            _mm256_storeu_si256((void*)(cp + nc), _mm256_maskz_compress_epi32(c, packed));
-            nc += __builtin_popcount(c);
+            /* each lane's class mask is stored (chm has room for every start: see
+               _sc_work_reserve); the passing lanes are listed below 16 at a time, half
+               the shuffle-port work of a test and a vpcompressd per group */
+            _mm256_storeu_si256((void*)(chm + g), hm);
         }
 #undef SC_STAGE_A
+        /* the lanes with a class left (no lane: nothing moves; cp has 64 entries of
+           slack), as indices of wj */
+        const __m512i iota16 = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8,
+                                                7, 6, 5, 4, 3, 2, 1, 0);
+        for (g = 0; g < nv; g += 16) {
+            __mmask16 l16 = nv - g >= 16 ? 0xFFFF : (__mmask16)((1u << (nv - g)) - 1);
+            __m512i h = _mm512_maskz_loadu_epi32(l16, (const void*)(chm + g));
+            __mmask16 c = _mm512_test_epi32_mask(h, h);
+            _mm512_storeu_si512((void*)(cp + nc), _mm512_maskz_compress_epi32(c,
+                _mm512_add_epi32(iota16, _mm512_set1_epi32((int)g))));
+            nc += __builtin_popcount(c);
+        }
         /* the candidates' raw positions (the r-th letter of a block is the r-th set bit
            of its mask) and keys (the 8 bytes the gather read) */
         Py_ssize_t blk = 0, nc2 = 0;
         for (k = 0; k < nc; k++) {
-            uint32_t v = (uint32_t)cp[k];
-            int32_t j = (int32_t)(v & 0x1FFFF);
-            int z = (int)((v >> 17) & 7) + 1, hmk = (int)(v >> 24);
+            /* chm[nc2] is written below with nc2 <= k <= cp[k]: no unread mask is lost */
+            int32_t q = cp[k], j = wj[q];
+            int32_t zz = wj[q + 1] - j;   /* the first fragment: to the next start */
+            int z = zz < 8 ? zz : 8, hmk = chm[q];
             while (bn[blk + 1] <= j) blk++;
             uint64_t bit = _pdep_u64(1ull << (j - bn[blk]), bm[blk]);
             int32_t pk = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
