@@ -661,6 +661,25 @@ cdef extern from *:
         __m512i ms = _mm512_multishift_epi64_epi8(p, w);
         return _mm512_mask_cmpeq_epi64_mask(lm, _mm512_and_si512(ms, ones), ones);
     }
+    /* Both of two keys per lane against the same gathered words (sc_btest8 of a and of
+       b, ANDed): the 4 bit indices of b go in the high half of a's product, so one
+       vpmultishiftqb and one compare test all 8 bits (the shuffle port is the group
+       loop's bottleneck; two tests cost two of each). */
+    __attribute__((target(SC_SIMD_TARGET)))
+    #if SC_BLOOM_K > 4
+    #error "sc_btest8x2 packs two keys' SC_BLOOM_K bit indices in 8 bytes"
+    #endif
+    static inline __mmask8 sc_btest8x2(__m512i w, __m512i ka, __m512i kb, __mmask8 lm) {
+        const __m512i hb = _mm512_set1_epi64((long long)SC_HB);
+        const __m512i ones = _mm512_set1_epi64((long long)0x0101010101010101ull);
+        __m512i pa = _mm512_madd52hi_epu64(_mm512_setzero_si512(), ka, hb);
+        __m512i pb = _mm512_madd52hi_epu64(_mm512_setzero_si512(), kb, hb);
+        /* (pa & 0xFFFFFFFF) | pb << 32 */
+        __m512i p = _mm512_ternarylogic_epi64(pa, _mm512_set1_epi64(0xFFFFFFFFll),
+                                              _mm512_slli_epi64(pb, 32), 0xEA);
+        __m512i ms = _mm512_multishift_epi64_epi8(p, w);
+        return _mm512_mask_cmpeq_epi64_mask(lm, _mm512_and_si512(ms, ones), ones);
+    }
     /* Eight blocked-Bloom tests of class 1..3 keys (their own words), lanes in lm. */
     __attribute__((target(SC_SIMD_TARGET)))
     static inline __mmask8 sc_bloom8(const uint64_t* bits, __m128i shiftv, __m512i key,
@@ -810,27 +829,44 @@ cdef extern from *:
             /* the class-4 key is also the shared word's key (classes 4+, 8+ prefix, 8+) */
             __m512i k4 = sc_ckey8(key, M32, 4ll << 44);
             __m512i k5 = sc_ckey8(key, M40, 5ll << 44);
-            __mmask8 al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(16));
-            __mmask8 ps = shared ? sc_btest8(W, k5, al) : sc_bloom8(bits, shiftv, k5, al);
-            __m256i hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
+            __mmask8 al, ps;
+            __m256i hm;
+            if (shared) {
+                /* classes 4 and 5..7 against the shared word on every lane, the classes
+                   the first fragment rules out dropped by one AND with `allow` below (a
+                   per-class lane test is a shuffle-port op: two per group) */
+                ps = sc_btest8(W, k5, lm);
+                hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
+                if (classes & 8) {
+                    ps = sc_btest8(W, k4, lm);
+                    hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(8));
+                }
+            } else {
+                al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(16));
+                ps = sc_bloom8(bits, shiftv, k5, al);
+                hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
+            }
             /* no data-dependent branches below (a mispredicted test per group cost more
                than the tests it skipped): `classes` and `shared` are the same for the
                whole call, so their branches predict perfectly */
             for (int m = 1; m <= 4; m++) {
-                if (!(classes & (1 << (m - 1)))) continue;
+                if (!(classes & (1 << (m - 1))) || (m == 4 && shared)) continue;
                 al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(1 << (m - 1)));
                 __m512i km = m == 4 ? k4 : sc_ckey8(key, (long long)((1ull << (8 * m)) - 1),
                                                     (long long)m << 44);
-                ps = (m == 4 && shared) ? sc_btest8(W, km, al) : sc_bloom8(bits, shiftv, km, al);
+                ps = sc_bloom8(bits, shiftv, km, al);
                 hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(1 << (m - 1)));
             }
+            if (shared)
+                hm = _mm256_and_si256(hm, allow);
             if (classes & 32) {
                 __m512i kl5 = sc_ckey8(key, M40, 0x15ll << 44);
-                /* the 8-character key in sc_hin form (IFMA reads the low 52 bits) */
-                __m512i h8 = _mm512_xor_si512(key,
-                    _mm512_slli_epi64(_mm512_srli_epi64(key, 52), 40));
+                /* the 8-character key in sc_hin form (IFMA reads the low 52 bits):
+                   key ^ (key >> 52) << 40, as key ^ ((key >> 12) & 0xFFF << 40) */
+                __m512i h8 = _mm512_ternarylogic_epi64(key, _mm512_srli_epi64(key, 12),
+                    _mm512_set1_epi64((long long)(0xFFFull << 40)), 0x78);
                 if (shared) {
-                    ps = sc_btest8(W, kl5, lm) & sc_btest8(W, h8, lm);
+                    ps = sc_btest8x2(W, kl5, h8, lm);
                     hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(32));
                 } else {
                     ps = sc_bloom8(bits, shiftv, kl5, lm);
@@ -840,22 +876,32 @@ cdef extern from *:
                     }
                 }
             }
-            /* the candidates are compressed out unconditionally (no lane: nothing moves;
-               the buffers have 64 entries of slack) */
-            __mmask8 c = _mm256_test_epi32_mask(hm, hm);
-            __m256i packed = _mm256_or_si256(_mm256_or_si256(J, _mm256_slli_epi32(zi, 17)),
-                                             _mm256_slli_epi32(hm, 24));
-            _mm256_storeu_si256((void*)(cp + nc), _mm256_maskz_compress_epi32(c, packed));
-            nc += __builtin_popcount(c);
+            /* each lane's class mask is stored (chm has room for every start: see
+               _sc_work_reserve); the passing lanes are listed below 16 at a time, half
+               the shuffle-port work of a test and a vpcompressd per group */
+            _mm256_storeu_si256((void*)(chm + g), hm);
         }
 #undef SC_STAGE_A
+        /* the lanes with a class left (no lane: nothing moves; cp has 64 entries of
+           slack), as indices of wj */
+        const __m512i iota16 = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8,
+                                                7, 6, 5, 4, 3, 2, 1, 0);
+        for (g = 0; g < nv; g += 16) {
+            __mmask16 l16 = nv - g >= 16 ? 0xFFFF : (__mmask16)((1u << (nv - g)) - 1);
+            __m512i h = _mm512_maskz_loadu_epi32(l16, (const void*)(chm + g));
+            __mmask16 c = _mm512_test_epi32_mask(h, h);
+            _mm512_storeu_si512((void*)(cp + nc), _mm512_maskz_compress_epi32(c,
+                _mm512_add_epi32(iota16, _mm512_set1_epi32((int)g))));
+            nc += __builtin_popcount(c);
+        }
         /* the candidates' raw positions (the r-th letter of a block is the r-th set bit
            of its mask) and keys (the 8 bytes the gather read) */
         Py_ssize_t blk = 0, nc2 = 0;
         for (k = 0; k < nc; k++) {
-            uint32_t v = (uint32_t)cp[k];
-            int32_t j = (int32_t)(v & 0x1FFFF);
-            int z = (int)((v >> 17) & 7) + 1, hmk = (int)(v >> 24);
+            /* chm[nc2] is written below with nc2 <= k <= cp[k]: no unread mask is lost */
+            int32_t q = cp[k], j = wj[q];
+            int32_t zz = wj[q + 1] - j;   /* the first fragment: to the next start */
+            int z = zz < 8 ? zz : 8, hmk = chm[q];
             while (bn[blk + 1] <= j) blk++;
             uint64_t bit = _pdep_u64(1ull << (j - bn[blk]), bm[blk]);
             int32_t pk = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from test_core_oracle import LISTS, PIECES, SCANNERS, core, oracle
 
 from guard import _core
+from guard.scanner import Scanner
+from guard.terms import TermList
 
 
 def _both_paths(data: bytes, leet: bool) -> None:
@@ -63,5 +65,33 @@ def test_substring_terms_alone() -> None:
             assert [(m.start, m.end) for m in sc.scan(body).matches] == [(4, 10), (21, 27)]
             br = sc.scan_batch(body * 2, np.array([0, len(body), 2 * len(body)]))
             assert br.msg.tolist() == [0, 0, 1, 1]
+    finally:
+        _core.scan_simd(before)
+
+
+_PFX_TERMS = ["thei", "blue", "heron", "herons", "stead", "steady", "thing steady",
+              "completely", "complete the", "bluer"]
+_PFX_LISTS = [TermList("p", "dirty", _PFX_TERMS)]
+_PFX_SCANNER = Scanner(_PFX_LISTS, encoded_min_len=None)
+_PFX_WORDS = ["the", "their", "thei", "blue", "bluer", "blueish", "heron", "herons",
+              "heronsx", "stead", "steady", "steadyx", "thing", "complete", "completely",
+              "a", "b", "of", "x.y", "N O", "-", "steadying"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(_PFX_WORDS), min_size=20, max_size=700),
+       st.sampled_from([" ", "  ", "\n", ". ", "-"]))
+def test_first_fragment_classes_match_oracle(words: list[str], sep: str) -> None:
+    """Terms of 4, 5..7 and 8+ characters that are prefixes of the text's words ("thei" in
+    "their"): the group loop tests every class on every lane and drops the classes the
+    first fragment rules out afterwards; lanes are listed 16 at a time (runs of starts
+    that are not a multiple of 8 or 16)."""
+    data = sep.join(words).encode()
+    expected = oracle(_PFX_LISTS, data)
+    before = _core.scan_simd()
+    try:
+        for mode in (True, False):
+            _core.scan_simd(mode)
+            assert core(_PFX_SCANNER, data) == expected, (mode, data[:80])
     finally:
         _core.scan_simd(before)
