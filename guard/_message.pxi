@@ -1,8 +1,7 @@
 # Batch message indexing for the decision pipeline (guard/decide.py, guard/recheck.py).
 #
-# One nogil pass over a batch of messages held in one contiguous buffer (message i is
-# buf[offsets[i]:offsets[i+1]]) finds the messages that have the common, simple shape of a
-# plain-text report: a banner line, lines that each start with a portion mark "(...)" at
+# One nogil pass over a batch of messages (bytes objects, read in place) finds the
+# messages that have the common, simple shape of a plain-text report: a banner line, lines that each start with a portion mark "(...)" at
 # column 0, optional tearline sections (a tearline, the section's banner, its portion
 # lines, optionally the section banner again), then the first banner again as the last
 # line; only UTF-8 text (ASCII or well formed, without the characters parse_message
@@ -481,12 +480,13 @@ cdef class MsgIdxTable:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
-                 Py_ssize_t max_portions, bint closing, MsgIdxTable marks, object on_mark,
-                 MsgIdxTable banners, object on_banner):
+def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable marks,
+                 object on_mark, MsgIdxTable banners, object on_banner):
     """Index a batch of messages (see the comment at the top of _message.pxi).
 
-    ``closing``: a tearline section may end with its banner repeated (the first pass
+    ``datas``: the messages, each a ``bytes`` object, read in place (no joined copy of
+    the batch: the scan joins only the messages it scans). ``closing``: a tearline
+    section may end with its banner repeated (the first pass
     accepts it; the re-check, which never writes one, does not). Portion marks (the
     bytes inside the parentheses) are looked up in ``marks``, banners (stripped) in
     ``banners``; a key not there is passed to ``on_mark(raw)`` / ``on_banner(raw)``,
@@ -503,20 +503,28 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
     (int32 [n]) the top banner's id; ``masks`` a list with, per fast message, the bit set
     ``OR(1 << id)`` of its mark ids (a Python int, any size), else 0. The byte pass and
     the lookups of known keys run without the GIL."""
-    cdef Py_ssize_t nmsg = offsets.shape[0] - 1
-    cdef Py_ssize_t total = buf.shape[0]
-    cdef Py_ssize_t i, j, r, cap, p, a, b, nmiss = 0, nbad, ngood
+    cdef Py_ssize_t nmsg = len(datas)
+    cdef Py_ssize_t i, j, r, cap, a, b, nmiss = 0, nbad, ngood
     cdef int v, pv
     cdef uint64_t small
     cdef const unsigned char *key
     cdef const unsigned char *pk
     cdef Py_ssize_t pn
-    if nmsg < 0:
-        raise ValueError("offsets needs at least one entry")
+    cdef const unsigned char *base
+    # per message its bytes (kept alive by ``datas``, which the caller holds) and length
+    ptrs_a = np.empty(nmsg, dtype=np.uintp)
+    lens_a = np.empty(nmsg, dtype=np.intp)
+    cdef size_t[::1] ptrs = ptrs_a
+    cdef Py_ssize_t[::1] lens = lens_a
+    cap = 1   # at most one row per line
     for i in range(nmsg):
-        if offsets[i] < 0 or offsets[i] > offsets[i + 1] or offsets[i + 1] > total:
-            raise ValueError("offsets must be increasing and inside the buffer")
-    cap = 1 + (_msgidx_count_nl(buf) if total else 0)   # at most one row per line
+        d = datas[i]
+        if type(d) is not bytes:
+            raise TypeError("msgidx_index: every message must be bytes")
+        ptrs[i] = <size_t>PyBytes_AS_STRING(d)
+        lens[i] = PyBytes_GET_SIZE(d)
+        if lens[i]:
+            cap += msgidx_c_count_nl(<const unsigned char *>ptrs[i], lens[i])
     status_a = np.ones(nmsg, dtype=np.int8)
     info_a = np.zeros((nmsg, 7), dtype=np.int64)
     rowstart_a = np.zeros(nmsg + 1, dtype=np.int64)
@@ -531,14 +539,13 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
     cdef int[::1] bids = bids_a
     cdef uint64_t[::1] smalls = small_a
     cdef signed char[::1] wide = wide_a
-    cdef const unsigned char *base = &buf[0] if total else NULL
     r = 0
     with nogil:
         for i in range(nmsg):
             rowstart[i] = r
-            if total and _msgidx_one(base + offsets[i], offsets[i + 1] - offsets[i],
-                                     max_portions, closing, rows, r, cap,
-                                     &info[i, 0]) == 0:
+            if lens[i] and _msgidx_one(<const unsigned char *>ptrs[i], lens[i],
+                                       max_portions, closing, rows, r, cap,
+                                       &info[i, 0]) == 0:
                 status[i] = 0
                 r += info[i, 3]
         rowstart[nmsg] = r
@@ -549,8 +556,8 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
         for i in range(nmsg):
             if status[i]:
                 continue
-            p = offsets[i]
-            v = banners.lookup(base + p + info[i, 5], info[i, 6] - info[i, 5])
+            base = <const unsigned char *>ptrs[i]
+            v = banners.lookup(base + info[i, 5], info[i, 6] - info[i, 5])
             bids[i] = v
             nmiss += v == MSGIDX_MISSING
             pk = NULL      # the previous portion's mark: most portions repeat it, and
@@ -559,7 +566,7 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
             for j in range(rowstart[i], rowstart[i + 1]):
                 if rows[j, 3] == 0:
                     a = rows[j, 1] - rows[j, 0] - 2
-                    key = base + p + rows[j, 0] + 1
+                    key = base + rows[j, 0] + 1
                     if a == pn and memcmp(key, pk, a) == 0:
                         v = pv     # the same key: the same id (or the same miss)
                     else:
@@ -568,8 +575,8 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
                         pn = a
                         pv = v
                 elif rows[j, 3] == 2:
-                    a = p + rows[j, 0]
-                    b = p + rows[j, 2]
+                    a = rows[j, 0]
+                    b = rows[j, 2]
                     while a < b and _msgidx_space(base[a]):
                         a += 1
                     while b > a and _msgidx_space(base[b - 1]):
@@ -583,9 +590,9 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
         for i in range(nmsg):
             if status[i]:
                 continue
-            p = offsets[i]
+            base = <const unsigned char *>ptrs[i]
             if bids[i] == MSGIDX_MISSING:
-                raw = <bytes>base[p + info[i, 5]:p + info[i, 6]]
+                raw = <bytes>base[info[i, 5]:info[i, 6]]
                 v = on_banner(raw)
                 banners.insert(raw, v)
                 bids[i] = v
@@ -593,13 +600,13 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
                 if ids[j] != MSGIDX_MISSING:
                     continue
                 if rows[j, 3] == 0:
-                    raw = <bytes>base[p + rows[j, 0] + 1:p + rows[j, 1] - 1]
+                    raw = <bytes>base[rows[j, 0] + 1:rows[j, 1] - 1]
                     v = marks.lookup(<const unsigned char *>PyBytes_AS_STRING(raw), len(raw))
                     if v == MSGIDX_MISSING:
                         v = on_mark(raw)
                         marks.insert(raw, v)
                 else:
-                    raw = <bytes>base[p + rows[j, 0]:p + rows[j, 2]].strip()
+                    raw = <bytes>base[rows[j, 0]:rows[j, 2]].strip()
                     v = banners.lookup(<const unsigned char *>PyBytes_AS_STRING(raw), len(raw))
                     if v == MSGIDX_MISSING:
                         v = on_banner(raw)
