@@ -1,8 +1,7 @@
 # Batch message indexing for the decision pipeline (guard/decide.py, guard/recheck.py).
 #
-# One nogil pass over a batch of messages held in one contiguous buffer (message i is
-# buf[offsets[i]:offsets[i+1]]) finds the messages that have the common, simple shape of a
-# plain-text report: a banner line, lines that each start with a portion mark "(...)" at
+# One nogil pass over a batch of messages (bytes objects, read in place) finds the
+# messages that have the common, simple shape of a plain-text report: a banner line, lines that each start with a portion mark "(...)" at
 # column 0, optional tearline sections (a tearline, the section's banner, its portion
 # lines, optionally the section banner again), then the first banner again as the last
 # line; only UTF-8 text (ASCII or well formed, without the characters parse_message
@@ -120,8 +119,31 @@ cdef extern from *:
         }
         return 0;
     }
+
+    /* Number of '\n' bytes in b[:n]: sixteen bytes per step with SSE2, the compare
+       results summed per byte lane for up to 255 steps, then per half (psadbw). One
+       memchr call per line cost more than the whole pass (~25 lines per 4 KB). */
+    static Py_ssize_t msgidx_c_count_nl(const unsigned char *b, Py_ssize_t n) {
+        Py_ssize_t i = 0, k = 0;
+    #if defined(__SSE2__)
+        const __m128i nl = _mm_set1_epi8(10), zero = _mm_setzero_si128();
+        while (i + 16 <= n) {
+            __m128i acc = zero, s;
+            int steps = 0;
+            for (; steps < 255 && i + 16 <= n; steps++, i += 16)
+                acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(
+                    _mm_loadu_si128((const __m128i *)(b + i)), nl));
+            s = _mm_sad_epu8(acc, zero);
+            k += _mm_cvtsi128_si32(s) + _mm_cvtsi128_si32(_mm_srli_si128(s, 8));
+        }
+    #endif
+        for (; i < n; i++)
+            k += b[i] == 10;
+        return k;
+    }
     """
     int msgidx_c_bad(const unsigned char *b, Py_ssize_t n) noexcept nogil
+    Py_ssize_t msgidx_c_count_nl(const unsigned char *b, Py_ssize_t n) noexcept nogil
 
 
 cdef inline Py_ssize_t _msgidx_line_end(const unsigned char *buf, Py_ssize_t ls,
@@ -458,12 +480,13 @@ cdef class MsgIdxTable:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
-                 Py_ssize_t max_portions, bint closing, MsgIdxTable marks, object on_mark,
-                 MsgIdxTable banners, object on_banner):
+def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable marks,
+                 object on_mark, MsgIdxTable banners, object on_banner):
     """Index a batch of messages (see the comment at the top of _message.pxi).
 
-    ``closing``: a tearline section may end with its banner repeated (the first pass
+    ``datas``: the messages, each a ``bytes`` object, read in place (no joined copy of
+    the batch: the scan joins only the messages it scans). ``closing``: a tearline
+    section may end with its banner repeated (the first pass
     accepts it; the re-check, which never writes one, does not). Portion marks (the
     bytes inside the parentheses) are looked up in ``marks``, banners (stripped) in
     ``banners``; a key not there is passed to ``on_mark(raw)`` / ``on_banner(raw)``,
@@ -480,20 +503,28 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
     (int32 [n]) the top banner's id; ``masks`` a list with, per fast message, the bit set
     ``OR(1 << id)`` of its mark ids (a Python int, any size), else 0. The byte pass and
     the lookups of known keys run without the GIL."""
-    cdef Py_ssize_t nmsg = offsets.shape[0] - 1
-    cdef Py_ssize_t total = buf.shape[0]
-    cdef Py_ssize_t i, j, r, cap, p, a, b, nmiss = 0, nbad, ngood
+    cdef Py_ssize_t nmsg = len(datas)
+    cdef Py_ssize_t i, j, r, cap, a, b, nmiss = 0, nbad, ngood
     cdef int v, pv
     cdef uint64_t small
     cdef const unsigned char *key
     cdef const unsigned char *pk
     cdef Py_ssize_t pn
-    if nmsg < 0:
-        raise ValueError("offsets needs at least one entry")
+    cdef const unsigned char *base
+    # per message its bytes (kept alive by ``datas``, which the caller holds) and length
+    ptrs_a = np.empty(nmsg, dtype=np.uintp)
+    lens_a = np.empty(nmsg, dtype=np.intp)
+    cdef size_t[::1] ptrs = ptrs_a
+    cdef Py_ssize_t[::1] lens = lens_a
+    cap = 1   # at most one row per line
     for i in range(nmsg):
-        if offsets[i] < 0 or offsets[i] > offsets[i + 1] or offsets[i + 1] > total:
-            raise ValueError("offsets must be increasing and inside the buffer")
-    cap = 1 + (_msgidx_count_nl(buf) if total else 0)   # at most one row per line
+        d = datas[i]
+        if type(d) is not bytes:
+            raise TypeError("msgidx_index: every message must be bytes")
+        ptrs[i] = <size_t>PyBytes_AS_STRING(d)
+        lens[i] = PyBytes_GET_SIZE(d)
+        if lens[i]:
+            cap += msgidx_c_count_nl(<const unsigned char *>ptrs[i], lens[i])
     status_a = np.ones(nmsg, dtype=np.int8)
     info_a = np.zeros((nmsg, 7), dtype=np.int64)
     rowstart_a = np.zeros(nmsg + 1, dtype=np.int64)
@@ -508,14 +539,13 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
     cdef int[::1] bids = bids_a
     cdef uint64_t[::1] smalls = small_a
     cdef signed char[::1] wide = wide_a
-    cdef const unsigned char *base = &buf[0] if total else NULL
     r = 0
     with nogil:
         for i in range(nmsg):
             rowstart[i] = r
-            if total and _msgidx_one(base + offsets[i], offsets[i + 1] - offsets[i],
-                                     max_portions, closing, rows, r, cap,
-                                     &info[i, 0]) == 0:
+            if lens[i] and _msgidx_one(<const unsigned char *>ptrs[i], lens[i],
+                                       max_portions, closing, rows, r, cap,
+                                       &info[i, 0]) == 0:
                 status[i] = 0
                 r += info[i, 3]
         rowstart[nmsg] = r
@@ -526,8 +556,8 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
         for i in range(nmsg):
             if status[i]:
                 continue
-            p = offsets[i]
-            v = banners.lookup(base + p + info[i, 5], info[i, 6] - info[i, 5])
+            base = <const unsigned char *>ptrs[i]
+            v = banners.lookup(base + info[i, 5], info[i, 6] - info[i, 5])
             bids[i] = v
             nmiss += v == MSGIDX_MISSING
             pk = NULL      # the previous portion's mark: most portions repeat it, and
@@ -536,7 +566,7 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
             for j in range(rowstart[i], rowstart[i + 1]):
                 if rows[j, 3] == 0:
                     a = rows[j, 1] - rows[j, 0] - 2
-                    key = base + p + rows[j, 0] + 1
+                    key = base + rows[j, 0] + 1
                     if a == pn and memcmp(key, pk, a) == 0:
                         v = pv     # the same key: the same id (or the same miss)
                     else:
@@ -545,8 +575,8 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
                         pn = a
                         pv = v
                 elif rows[j, 3] == 2:
-                    a = p + rows[j, 0]
-                    b = p + rows[j, 2]
+                    a = rows[j, 0]
+                    b = rows[j, 2]
                     while a < b and _msgidx_space(base[a]):
                         a += 1
                     while b > a and _msgidx_space(base[b - 1]):
@@ -560,9 +590,9 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
         for i in range(nmsg):
             if status[i]:
                 continue
-            p = offsets[i]
+            base = <const unsigned char *>ptrs[i]
             if bids[i] == MSGIDX_MISSING:
-                raw = <bytes>base[p + info[i, 5]:p + info[i, 6]]
+                raw = <bytes>base[info[i, 5]:info[i, 6]]
                 v = on_banner(raw)
                 banners.insert(raw, v)
                 bids[i] = v
@@ -570,13 +600,13 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
                 if ids[j] != MSGIDX_MISSING:
                     continue
                 if rows[j, 3] == 0:
-                    raw = <bytes>base[p + rows[j, 0] + 1:p + rows[j, 1] - 1]
+                    raw = <bytes>base[rows[j, 0] + 1:rows[j, 1] - 1]
                     v = marks.lookup(<const unsigned char *>PyBytes_AS_STRING(raw), len(raw))
                     if v == MSGIDX_MISSING:
                         v = on_mark(raw)
                         marks.insert(raw, v)
                 else:
-                    raw = <bytes>base[p + rows[j, 0]:p + rows[j, 2]].strip()
+                    raw = <bytes>base[rows[j, 0]:rows[j, 2]].strip()
                     v = banners.lookup(<const unsigned char *>PyBytes_AS_STRING(raw), len(raw))
                     if v == MSGIDX_MISSING:
                         v = on_banner(raw)
@@ -630,16 +660,12 @@ def msgidx_index(const unsigned char[::1] buf, const int64_t[::1] offsets,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef Py_ssize_t _msgidx_count_nl(const unsigned char[::1] buf) nogil:
-    cdef Py_ssize_t n = buf.shape[0], k = 0, i = 0
-    cdef const unsigned char *base = &buf[0]
-    cdef const void *hit
-    while i < n:
-        hit = memchr(base + i, b'\n', n - i)
-        if hit == NULL:
-            break
-        i = (<const unsigned char *>hit - base) + 1
-        k += 1
-    return k
+    return msgidx_c_count_nl(&buf[0], buf.shape[0])
+
+
+def msgidx_count_newlines(const unsigned char[::1] buf):
+    """The number of '\n' bytes in ``buf`` as the index counts them (for tests)."""
+    return _msgidx_count_nl(buf) if buf.shape[0] else 0
 
 
 @cython.boundscheck(False)

@@ -475,16 +475,20 @@ class BatchIndex:
 
     def __init__(self, datas: Sequence[bytes], marks: MarkIndex, max_portions: int, *,
                  closing: bool = True) -> None:
+        # the core reads a list of bytes objects in place (the same objects: callers
+        # compare them by identity); anything else is copied once into bytes
+        if type(datas) is not list or not all(type(d) is bytes for d in datas):
+            datas = [d if type(d) is bytes else bytes(d) for d in datas]
         self.datas = datas
         self.marks = marks
         lens = [len(d) for d in datas]
         self.offsets = np.zeros(len(datas) + 1, dtype=np.int64)
         np.cumsum(lens, out=self.offsets[1:])
-        self.buf = b"".join(datas)
+        self._buf: bytes | None = None
         with marks.lock:
             marks.reset_if_full()
             (self.status, self.info, self.rowstart, self.rows, self.ids, bids,
-             self.masks) = msgidx_index(self.buf, self.offsets, max_portions, closing,
+             self.masks) = msgidx_index(datas, max_portions, closing,
                                         marks.table, marks.miss, marks.btable,
                                         marks.banner_miss)
             # the lists only grow within a generation: ids of this batch stay valid in them
@@ -504,6 +508,14 @@ class BatchIndex:
             for k in np.flatnonzero(self.info[:, 4]).tolist():
                 if self.fast_list[k]:
                     self.sections[k] = rows.sections(k, btexts, bmarks)
+
+    @property
+    def buf(self) -> bytes:
+        """The messages joined (``offsets`` index it), made on first use: the index reads
+        each message in place, and a scan of only some of them joins just those."""
+        if self._buf is None:
+            self._buf = b"".join(self.datas)
+        return self._buf
 
     @property
     def row_index(self) -> MsgIdxRows:

@@ -232,15 +232,12 @@ class Rechecker:
     def _scan_rest(self, texts: Sequence[bytes], fast: Sequence[bool], ix: BatchIndex,
                    old: BatchResult, rows: Sequence[int]) -> BatchResult:
         """The scan of ``texts`` whose last ``len(rows)`` are taken from ``old`` (at
-        ``rows``, ascending): the others scanned here, as a prefix of the index's copy
-        when they are all their outputs."""
+        ``rows``, ascending): the others joined and scanned here (the index read the
+        outputs in place: only these are copied)."""
         n, m = len(texts), len(texts) - len(rows)
-        if m and all(fast[:m]):
-            new = self.scanner.scan_batch(ix.buf, ix.offsets[:m + 1])
-        else:
-            offsets = np.zeros(m + 1, dtype=np.int64)
-            np.cumsum([len(t) for t in texts[:m]], out=offsets[1:])
-            new = self.scanner.scan_batch(b"".join(texts[:m]), offsets)
+        offsets = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in texts[:m]], out=offsets[1:])
+        new = self.scanner.scan_batch(b"".join(texts[:m]), offsets)
         where = np.full(len(old.sizes), -1, dtype=np.int32)
         where[np.asarray(rows, dtype=np.int64)] = np.arange(m, n, dtype=np.int32)
         to = where[old.msg]

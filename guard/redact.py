@@ -96,8 +96,18 @@ def build_lines(text: bytes, lines: Sequence[tuple[int, int]], marks: Sequence[s
             _banners.clear()
         _banners[key] = got
     banner, head = got
-    body = b"\n".join([text[s:e] for s, e in lines])
-    return b"".join((head, b"\n", body, b"\n", head, b"\n")), banner
+    # a line that starts right after the previous one's '\n' is sliced with it as one run
+    # (kept portions are mostly consecutive lines), and the output is joined once
+    parts = [head]
+    rs, re_ = lines[0]
+    for s, e in lines[1:]:
+        if s == re_ + 1 and text[re_] == 10:
+            re_ = e
+        else:
+            parts.append(text[rs:re_])
+            rs, re_ = s, e
+    parts += (text[rs:re_], head, b"")
+    return b"\n".join(parts), banner
 
 
 def build_output(msg: Message, plan: Plan) -> tuple[bytes, str]:

@@ -318,3 +318,24 @@ def test_slot_built_findings_are_the_constructors(rule: str, message: str, start
         assert type(got) is Finding
         assert got == ref and hash(got) == hash(ref) and repr(got) == repr(ref)
         assert got.to_dict() == ref.to_dict()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["bytes", "bytearray", "memoryview"]), min_size=1,
+                max_size=6), st.integers(0, 3))
+def test_index_reads_messages_in_place_as_a_joined_batch(kinds: list[str], bad: int) -> None:
+    """The core reads each message where it lies: any mix of bytes-like inputs (copied
+    into bytes) indexes as the same bytes would, ``buf`` is their join (made on use) and
+    ``offsets`` index it; bytes inputs are kept as the very same objects."""
+    base = [_GOOD, _GOOD.replace(b"(U)", b"(QQ)"), b"no report\n", b"", _GOOD + b"x"]
+    msgs = [base[(i + bad) % len(base)] for i in range(len(kinds))]
+    conv = {"bytes": bytes, "bytearray": bytearray, "memoryview": memoryview}
+    given_ = [conv[k](m) for k, m in zip(kinds, msgs, strict=True)]
+    ref = BatchIndex(list(msgs), MarkIndex(portion_marking, _banner), 10_000)
+    got = BatchIndex(given_, MarkIndex(portion_marking, _banner), 10_000)
+    assert got.status.tolist() == ref.status.tolist()
+    assert got.rows[:int(got.rowstart[-1])].tolist() == ref.rows[:int(ref.rowstart[-1])].tolist()
+    assert got.masks == ref.masks and got.banners == ref.banners
+    assert got.buf == b"".join(msgs)
+    assert all(got.buf[got.offsets[k]:got.offsets[k + 1]] == m for k, m in enumerate(msgs))
+    assert all(d is m for d, m, k in zip(got.datas, given_, kinds, strict=True) if k == "bytes")
