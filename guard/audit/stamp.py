@@ -52,6 +52,7 @@ VERSIONS = ("1", "2")
 FIELDS = ("key-id", "policy-sha256", "decision-id", "flow", "message-id", "payload-sha256")
 BATCH_FIELDS = ("batch", "batch-path")
 PREFIX = "guard-"
+_NAMES = tuple(PREFIX + k for k in FIELDS)
 STAMP = "guard-stamp"
 SIGNATURE = "guard-signature"
 _DOMAIN = b"guard-release-stamp-v1\x00"
@@ -73,23 +74,24 @@ class Release(NamedTuple):
     policy_sha256: str
 
 
-def _encode(domain: bytes, values: dict[str, str]) -> bytes:
+def _encode(domain: bytes, fields: Sequence[str]) -> bytes:
+    """``domain``, then each field (in ``FIELDS`` order) as u32 length + UTF-8."""
     parts = [domain]
-    for name in FIELDS:
-        raw = values[name].encode("utf-8", "surrogatepass")
-        parts.append(struct.pack(">I", len(raw)))
+    for value in fields:
+        raw = value.encode("utf-8", "surrogatepass")
+        parts.append(len(raw).to_bytes(4, "big"))
         parts.append(raw)
     return b"".join(parts)
 
 
 def signed_bytes(values: dict[str, str]) -> bytes:
     """Version 1: the bytes signed, domain then each field as u32 length + UTF-8."""
-    return _encode(_DOMAIN, values)
+    return _encode(_DOMAIN, [values[name] for name in FIELDS])
 
 
 def leaf_bytes(values: dict[str, str]) -> bytes:
     """Version 2: a release's Merkle leaf entry (same encoding, its own domain)."""
-    return _encode(_LEAF_DOMAIN, values)
+    return _encode(_LEAF_DOMAIN, [values[name] for name in FIELDS])
 
 
 def batch_bytes(size: int, root: bytes) -> bytes:
@@ -107,15 +109,16 @@ def make_stamps(releases: Sequence[Release], signer: Signer) -> list[list[tuple[
         raise ValueError(f"a stamp batch holds 1..{MAX_BATCH} releases, not {n}")
     if len({r.flow for r in releases}) != 1:
         raise ValueError("a stamp batch must not mix flows")
-    values = [{"key-id": signer.key_id, "policy-sha256": r.policy_sha256,
-               "decision-id": r.decision_id, "flow": r.flow, "message-id": r.message_id,
-               "payload-sha256": r.payload_sha256} for r in releases]
-    root, paths = root_and_paths([leaf_hash(leaf_bytes(v)) for v in values])
+    kid = signer.key_id
+    # each release's fields in FIELDS order: key id, policy, decision, flow, message, payload
+    fields = [(kid, r.policy_sha256, r.decision_id, r.flow, r.message_id, r.payload_sha256)
+              for r in releases]
+    root, paths = root_and_paths([leaf_hash(_encode(_LEAF_DOMAIN, f)) for f in fields])
     sig = base64.b64encode(signer.sign(batch_bytes(n, root))).decode()
     b64 = base64.b64encode
-    return [[(STAMP, VERSION), *((PREFIX + k, v[k]) for k in FIELDS),
-             ("guard-batch", f"{i}/{n}"), ("guard-batch-path", b64(b"".join(path)).decode()),
-             (SIGNATURE, sig)] for i, (v, path) in enumerate(zip(values, paths, strict=True))]
+    return [[(STAMP, VERSION), *zip(_NAMES, f, strict=True), ("guard-batch", f"{i}/{n}"),
+             ("guard-batch-path", b64(b"".join(path)).decode()), (SIGNATURE, sig)]
+            for i, (f, path) in enumerate(zip(fields, paths, strict=True))]
 
 
 def make_stamp(
