@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard import _core
 from guard.scanner import Scanner
 from guard.terms import TermList
+from tests.simd_paths import both_paths
 
 # 5..7-character terms with and without a word break after 2, 3 or 4 letters, and longer
 # and shorter terms sharing their prefixes (all distinct once squeezed)
@@ -32,18 +32,6 @@ WORDS = ["the", "is", "isx", "heix", "th", "eis", "thei", "s", "ab", "cde", "abc
 SEPS = [" ", "  ", "-", "\n", "\n\n", ".", ". ", " - ", "_", "         ", "\t", "/"]
 
 
-def _modes(fn):
-    before = _core.scan_simd()
-    try:
-        out = []
-        for mode in (True, False):
-            _core.scan_simd(mode)
-            out.append(fn())
-        return out
-    finally:
-        _core.scan_simd(before)
-
-
 def _rows(sc: Scanner, msgs: list[bytes]) -> list[tuple]:
     offsets = np.zeros(len(msgs) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(m) for m in msgs])
@@ -56,14 +44,14 @@ def _rows(sc: Scanner, msgs: list[bytes]) -> list[tuple]:
 def test_each_separator_after_a_short_first_word(sep: str) -> None:
     msgs = [f"x {a}{sep}{b} y".encode() for a in WORDS for b in WORDS]
     msgs.append(f"{'the'}{sep}".encode())  # the text ends inside the separator run
-    simd, portable = _modes(lambda: _rows(SCANNER, msgs))
+    simd, portable = both_paths(lambda: _rows(SCANNER, msgs))
     assert simd == portable
     assert simd  # the terms are found at all
 
 
 def test_loose_gap_rejects_unbroken_term_only() -> None:
     msgs = [b"on the is ok", b"on the isx ok", b"on the-is ok", b"on the         isx"]
-    simd, portable = _modes(lambda: _rows(SCANNER, msgs))
+    simd, portable = both_paths(lambda: _rows(SCANNER, msgs))
     assert simd == portable
     found = [{TERMS[t] for m, t, _s, _e in simd if m == k} for k in range(4)]
     # after a loose gap only the term with a word break there, after a tight one both;
@@ -76,7 +64,7 @@ def test_loose_gap_rejects_unbroken_term_only() -> None:
                 max_size=300))
 def test_random_texts_identical_in_both_paths(parts: list[tuple[str, str]]) -> None:
     text = "".join(w + s for w, s in parts).encode()
-    simd, portable = _modes(lambda: _rows(SCANNER, [text, text.rstrip(), text[::-1]]))
+    simd, portable = both_paths(lambda: _rows(SCANNER, [text, text.rstrip(), text[::-1]]))
     assert simd == portable
 
 
@@ -89,6 +77,6 @@ def test_tails_at_a_window_seam(tail: str) -> None:
         body = f"{pad}complete {tail}".encode()
         msgs.append(body + b" " + ("x" * 100).encode())
         msgs.append(body)
-    simd, portable = _modes(lambda: _rows(SCANNER, msgs))
+    simd, portable = both_paths(lambda: _rows(SCANNER, msgs))
     assert simd == portable
     assert len({m for m, *_ in simd}) == len(msgs)  # "complete" itself in every body

@@ -14,24 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard import _core
 from guard.scanner import Scanner
 from guard.terms import TermList
+from tests.simd_paths import both_paths
 
 LISTS = [TermList("d", "dirty", ["noforn", "blue falcon"]),
          TermList("p", "pattern", [r"ssn = \d{3}-\d{2}-\d{4}"])]
-
-
-def _modes(fn):
-    before = _core.scan_simd()
-    try:
-        out = []
-        for mode in (True, False):
-            _core.scan_simd(mode)
-            out.append(fn())
-        return out
-    finally:
-        _core.scan_simd(before)
 
 
 def _batch(sc: Scanner, msgs: list[bytes]) -> tuple:
@@ -60,7 +48,7 @@ def test_runs_at_every_seam(min_len: int, length: int) -> None:
             run = _run(length, hexonly)
             msgs.append(pad + run)
             msgs.append(pad + run + b" noforn")
-    simd, portable = _modes(lambda: _batch(sc, msgs))
+    simd, portable = both_paths(lambda: _batch(sc, msgs))
     assert simd == portable
     if length >= min_len:
         # every body holds a run long enough: each one is reported (an encoded row, the
@@ -74,5 +62,5 @@ def test_runs_at_every_seam(min_len: int, length: int) -> None:
                                  b"QUJD" * 8, b"=", b"\n"]), max_size=400).map(b"".join))
 def test_random_bodies_identical_in_both_paths(body: bytes) -> None:
     sc = Scanner(LISTS)
-    simd, portable = _modes(lambda: _batch(sc, [body, body[::-1], body * 3]))
+    simd, portable = both_paths(lambda: _batch(sc, [body, body[::-1], body * 3]))
     assert simd == portable

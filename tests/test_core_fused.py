@@ -14,28 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard import _core
 from guard.bench.core import full_lists, make_corpus, make_terms
 from guard.scanner import Scanner
 from guard.terms import TermList
+from tests.simd_paths import both_paths
 
 WORD = rb"A-Za-z0-9\x80-\xff"
 SSN_RX = re.compile(rb"(?<![" + WORD + rb"])[0-9]{3}-[0-9]{2}-[0-9]{4}(?![" + WORD + rb"])")
 SCANNER = Scanner([TermList("d", "dirty", ["noforn", "blue falcon"]),
                    TermList("p", "pattern", [r"ssn = \d{3}-\d{2}-\d{4}"])])
 SEAMS = (0, 1, 63, 64, 65, 127, 128, 4095, 4096, 65535, 65536, 65537, 65600, 65601)
-
-
-def _modes(fn):
-    before = _core.scan_simd()
-    try:
-        out = []
-        for mode in (True, False):
-            _core.scan_simd(mode)
-            out.append(fn())
-        return out
-    finally:
-        _core.scan_simd(before)
 
 
 def _ssn_rows(data: bytes) -> list[tuple[int, int]]:
@@ -54,7 +42,7 @@ def test_pii_at_block_and_window_seams_with_terms(before: bytes, after: bytes) -
             pad = b"noforn word " * (start // 12 + 1)
             head = (pad[: start - len(before)] + before) if start else b""
             data = head + fig + after
-            simd, portable = _modes(lambda d=data: _ssn_rows(d))
+            simd, portable = both_paths(lambda d=data: _ssn_rows(d))
             expected = [(m.start(), m.end()) for m in SSN_RX.finditer(data)]
             assert simd == portable == expected, (seam, start, before, after)
 
@@ -77,7 +65,7 @@ def test_bench_corpus_batches_identical_in_both_paths() -> None:
     msgs.insert(9, b"noforn\x00123-45-6789")
     msgs.insert(11, b"")
     msgs.insert(13, b"x" * 70 + "\u00e9".encode())
-    simd, portable = _modes(lambda: _batch(sc, msgs))
+    simd, portable = both_paths(lambda: _batch(sc, msgs))
     assert simd == portable
     assert simd[6][msgs.index(b"noforn\x00123-45-6789")] != 0  # the NUL body is flagged
 
@@ -85,7 +73,7 @@ def test_bench_corpus_batches_identical_in_both_paths() -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.binary(min_size=0, max_size=300), min_size=1, max_size=12))
 def test_random_batches_identical_in_both_paths(msgs: list[bytes]) -> None:
-    simd, portable = _modes(lambda: _batch(SCANNER, msgs))
+    simd, portable = both_paths(lambda: _batch(SCANNER, msgs))
     assert simd == portable
 
 
@@ -97,7 +85,7 @@ def test_long_words_and_short_words_identical_in_both_paths(text: str) -> None:
     # eight word starts spanning more than 120 letters take the gather, fewer the permute
     sc = Scanner(full_lists(["noforn", "blue falcon", "xxxxxxxxxx"]))
     data = text.encode()
-    simd, portable = _modes(lambda: _batch(sc, [data, data[::-1]]))
+    simd, portable = both_paths(lambda: _batch(sc, [data, data[::-1]]))
     assert simd == portable
 
 
@@ -108,6 +96,6 @@ def test_encoded_run_carried_into_a_short_block(lead: int, length: int) -> None:
     # alphabet stretches (words): the block skip must not drop it (fail open)
     sc = Scanner([TermList("d", "dirty", ["noforn"])])
     data = b"." * lead + b"y" * length + b" nrofon" * 12
-    simd, portable = _modes(lambda: sc.scan(data).encoded)
+    simd, portable = both_paths(lambda: sc.scan(data).encoded)
     assert simd == portable
     assert [(m.start, m.end) for m in simd] == [(lead, lead + length)]

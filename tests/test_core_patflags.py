@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard import _core
 from guard.scanner import Scanner
 from guard.terms import TermList
+from tests.simd_paths import both_paths
 
 PATTERNS = [r"ssn = \d{3}-\d{2}-\d{4}", r"two = Q\d", r"opt = \a{1,2}-\d{2,5}", r"one = #",
             r"tri = \d\d\a", r"pp = \a\d{8}", r"w = \w{2,3}!"]
@@ -23,18 +23,6 @@ SCANNER = Scanner([TermList("d", "dirty", ["noforn"]), TermList("p", "pattern", 
 TOKENS = ["Q1", "Q12", "ab-12", "a-12345", "x-1", "123-45-6789", "123-45-678", "#", "##",
           "12a", "1", "12", "123", "1234", " ", "-", "x", "\n", ".", "ab!", "a1!", "A12345678",
           "noforn"]
-
-
-def _modes(fn):
-    before = _core.scan_simd()
-    try:
-        out = []
-        for mode in (True, False):
-            _core.scan_simd(mode)
-            out.append(fn())
-        return out
-    finally:
-        _core.scan_simd(before)
 
 
 def _rows(msgs: list[bytes]) -> list[tuple]:
@@ -50,7 +38,7 @@ def _rows(msgs: list[bytes]) -> list[tuple]:
                 max_size=8))
 def test_random_bodies_identical_in_both_paths(bodies: list[str]) -> None:
     msgs = [b.encode() for b in bodies]
-    simd, portable = _modes(lambda: _rows(msgs))
+    simd, portable = both_paths(lambda: _rows(msgs))
     assert simd == portable
 
 
@@ -62,13 +50,13 @@ def test_matches_at_every_block_seam_and_the_end(tok: str) -> None:
         msgs.append(f"{head}{tok}".encode())          # the match ends the text
         msgs.append(f"{head}{tok} z".encode())
         msgs.append(f"{head}{tok}{tok}".encode())
-    simd, portable = _modes(lambda: _rows(msgs))
+    simd, portable = both_paths(lambda: _rows(msgs))
     assert simd == portable
     found = {m for m, *_ in simd}
     assert all(k in found for k in range(len(msgs)) if k % 3 != 2)
 
 
 def test_flags_drop_numbers_that_no_pattern_can_continue() -> None:
-    simd, portable = _modes(lambda: _rows([b"1234 the 123 and 12 x 123-45-6789"]))
+    simd, portable = both_paths(lambda: _rows([b"1234 the 123 and 12 x 123-45-6789"]))
     assert simd == portable
     assert [(s, e) for _m, _t, _l, s, e in simd] == [(22, 33)]
