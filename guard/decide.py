@@ -790,6 +790,37 @@ class DecideStage(Stage):
             self._banner[key] = got
         return got
 
+    def _locate(self, matches: Sequence[Match], starts: Sequence[int], ends: Sequence[int],
+                mark_ends: Sequence[int], other: Sequence[tuple[int, int]]
+                ) -> tuple[list[tuple[int, TermListSpec, Match]], dict[int, set[str]]]:
+        """Term matches by portion (-1: outside every portion), and the lanes matched in
+        each portion. Matches inside a portion mark or a banner line (``other``) are
+        markings, not content, and are ignored; clean-word matches too."""
+        hits: list[tuple[int, TermListSpec, Match]] = []
+        lane_hits: dict[int, set[str]] = {}
+        lanes, specs, encoded = self.lanes, self.specs, self.encoded
+        for mt in matches:
+            i = bisect_right(starts, mt.start) - 1
+            if i >= 0 and mt.start < ends[i]:
+                if mt.end <= mark_ends[i]:
+                    continue
+            else:
+                i = -1
+                if any(s <= mt.start and mt.end <= e for s, e in other):
+                    continue  # inside a banner line
+            if mt.kind == "encoded":
+                hits.append((i, encoded, mt))
+                continue
+            if mt.list_name in lanes:
+                if i >= 0:
+                    lane_hits.setdefault(i, set()).add(mt.list_name)
+                continue
+            spec = specs.get(mt.list_name)
+            if spec is None or spec.kind == "clean":
+                continue
+            hits.append((i, spec, mt))
+        return hits, lane_hits
+
     def run_indexed(self, ctx: _Ctx, ix: BatchIndex, k: int) -> bool:
         """``run`` for indexed message k, on the index's rows and the per-mark-id tables
         instead of a ``Message`` (same steps, same findings in the same order). False,
@@ -807,30 +838,11 @@ class DecideStage(Stage):
 
         # 2 (first: lanes send the message to ``run``). term matches, located in portions
         hits: list[tuple[int, TermListSpec, Match]] = []
-        matches = ctx.matches
-        if matches:
-            other = [(0, top), (b0, b1), *closing, *sec_spans]
-            lanes, specs, encoded = self.lanes, self.specs, self.encoded
-            for mt in matches:
-                i = bisect_right(starts, mt.start) - 1
-                if i >= 0 and mt.start < ends[i]:
-                    if mt.end <= mark_ends[i]:
-                        continue
-                else:
-                    i = -1
-                    if any(s <= mt.start and mt.end <= e for s, e in other):
-                        continue  # inside a banner line
-                if mt.kind == "encoded":
-                    hits.append((i, encoded, mt))
-                    continue
-                if mt.list_name in lanes:
-                    if i >= 0:
-                        return False  # a lane may release a portion: ``run`` decides
-                    continue
-                spec = specs.get(mt.list_name)
-                if spec is None or spec.kind == "clean":
-                    continue
-                hits.append((i, spec, mt))
+        if ctx.matches:
+            hits, lane_hits = self._locate(ctx.matches, starts, ends, mark_ends,
+                                           [(0, top), (b0, b1), *closing, *sec_spans])
+            if lane_hits:
+                return False  # a lane may release a portion: ``run`` decides
 
         # 1. banners against the roll-up of their portions (cached by banner and marks)
         if not self.banner_ok(ix, k):
@@ -922,30 +934,13 @@ class DecideStage(Stage):
                 findings += bad_banner
 
         # 2. term matches, located in portions (matches inside marks/banners are ignored)
-        starts = [p.start for p in portions] if ctx.matches else []
-        other = msg.banner_spans + [s.banner_span for s in msg.sections if s.tearline]
         hits: list[tuple[int, TermListSpec, Match]] = []
         lane_hits: dict[int, set[str]] = {}
-        for mt in ctx.matches:
-            i = bisect_right(starts, mt.start) - 1
-            if i >= 0 and mt.start < portions[i].end:
-                if mt.end <= portions[i].mark_end:
-                    continue
-            else:
-                i = -1
-                if any(s <= mt.start and mt.end <= e for s, e in other):
-                    continue  # inside a banner line
-            if mt.kind == "encoded":
-                hits.append((i, self.encoded, mt))
-                continue
-            if mt.list_name in self.lanes:
-                if i >= 0:
-                    lane_hits.setdefault(i, set()).add(mt.list_name)
-                continue
-            spec = self.specs.get(mt.list_name)
-            if spec is None or spec.kind == "clean":
-                continue
-            hits.append((i, spec, mt))
+        if ctx.matches:
+            hits, lane_hits = self._locate(
+                ctx.matches, [p.start for p in portions], [p.end for p in portions],
+                [p.mark_end for p in portions],
+                msg.banner_spans + [s.banner_span for s in msg.sections if s.tearline])
 
         # 3. per-portion release check (lanes may release uncaveated portions)
         withheld: dict[int, tuple[tuple[str, str], ...]] = {}
