@@ -858,12 +858,7 @@ class DecideStage(Stage):
                                         f"match its portions: {t}", *span) for t in got]
             if bad_banner:
                 ctx.rewrite = True
-                if pol.banner_mismatch == "block":
-                    blockf += bad_banner
-                elif pol.banner_mismatch == "quarantine":
-                    quarf += bad_banner
-                else:
-                    findings += bad_banner
+                _file(pol.banner_mismatch, bad_banner, blockf, quarf, findings)
 
         # 3. per-portion release check: per mark id (no lane matched), ``withheld`` above
         nsec = len(by_sec)
@@ -926,12 +921,7 @@ class DecideStage(Stage):
                                        f"its portions: {t}", *sec.banner_span) for t in got]
         if bad_banner:
             ctx.rewrite = True  # whatever leaves (now or after review) carries a true banner
-            if pol.banner_mismatch == "block":
-                blockf += bad_banner
-            elif pol.banner_mismatch == "quarantine":
-                quarf += bad_banner
-            else:
-                findings += bad_banner
+            _file(pol.banner_mismatch, bad_banner, blockf, quarf, findings)
 
         # 2. term matches, located in portions (matches inside marks/banners are ignored)
         hits: list[tuple[int, TermListSpec, Match]] = []
@@ -1146,6 +1136,17 @@ class _Worker:
                 fn()
             done.set()
 
+
+
+def _file(action: str, found: list[Finding], block: list[Finding], quarantine: list[Finding],
+          other: list[Finding]) -> None:
+    """Add ``found`` to the findings of its policy action (block, quarantine, or neither)."""
+    if action == "block":
+        block += found
+    elif action == "quarantine":
+        quarantine += found
+    else:
+        other += found
 
 # ---------------------------------------------------------------------------- GC
 

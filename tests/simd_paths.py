@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import numpy as np
+
 from guard import _core
+from guard.scanner import Scanner
 
 T = TypeVar("T")
 
@@ -21,3 +24,13 @@ def both_paths(fn: Callable[[], T]) -> list[T]:
         return out
     finally:
         _core.scan_simd(before)
+
+
+def batch_arrays(sc: Scanner, msgs: list[bytes]) -> tuple[list[int], ...]:
+    """``sc.scan_batch`` of ``msgs`` as plain lists (msg, list, term, start, end, kind,
+    flags), for comparing the two paths."""
+    offsets = np.zeros(len(msgs) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(m) for m in msgs])
+    res = sc.scan_batch(b"".join(msgs), offsets)
+    return (res.msg.tolist(), res.list_id.tolist(), res.term_id.tolist(), res.start.tolist(),
+            res.end.tolist(), res.kind.tolist(), res.flags.tolist())

@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import base64
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guard.scanner import Scanner
 from guard.terms import TermList
-from tests.simd_paths import both_paths
+from tests.simd_paths import batch_arrays, both_paths
 
 LISTS = [TermList("d", "dirty", ["noforn", "blue falcon"]),
          TermList("p", "pattern", [r"ssn = \d{3}-\d{2}-\d{4}"])]
-
-
-def _batch(sc: Scanner, msgs: list[bytes]) -> tuple:
-    offsets = np.zeros(len(msgs) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(m) for m in msgs])
-    res = sc.scan_batch(b"".join(msgs), offsets)
-    return (res.msg.tolist(), res.list_id.tolist(), res.term_id.tolist(), res.start.tolist(),
-            res.end.tolist(), res.kind.tolist(), res.flags.tolist())
 
 
 def _run(length: int, hexonly: bool) -> bytes:
@@ -48,7 +39,7 @@ def test_runs_at_every_seam(min_len: int, length: int) -> None:
             run = _run(length, hexonly)
             msgs.append(pad + run)
             msgs.append(pad + run + b" noforn")
-    simd, portable = both_paths(lambda: _batch(sc, msgs))
+    simd, portable = both_paths(lambda: batch_arrays(sc, msgs))
     assert simd == portable
     if length >= min_len:
         # every body holds a run long enough: each one is reported (an encoded row, the
@@ -62,5 +53,5 @@ def test_runs_at_every_seam(min_len: int, length: int) -> None:
                                  b"QUJD" * 8, b"=", b"\n"]), max_size=400).map(b"".join))
 def test_random_bodies_identical_in_both_paths(body: bytes) -> None:
     sc = Scanner(LISTS)
-    simd, portable = both_paths(lambda: _batch(sc, [body, body[::-1], body * 3]))
+    simd, portable = both_paths(lambda: batch_arrays(sc, [body, body[::-1], body * 3]))
     assert simd == portable

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 from guard.bench.core import full_lists, make_corpus, make_terms
 from guard.scanner import Scanner
 from guard.terms import TermList
-from tests.simd_paths import both_paths
+from tests.simd_paths import batch_arrays, both_paths
 
 WORD = rb"A-Za-z0-9\x80-\xff"
 SSN_RX = re.compile(rb"(?<![" + WORD + rb"])[0-9]{3}-[0-9]{2}-[0-9]{4}(?![" + WORD + rb"])")
@@ -47,14 +46,6 @@ def test_pii_at_block_and_window_seams_with_terms(before: bytes, after: bytes) -
             assert simd == portable == expected, (seam, start, before, after)
 
 
-def _batch(sc: Scanner, msgs: list[bytes]) -> tuple:
-    offsets = np.zeros(len(msgs) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(m) for m in msgs])
-    res = sc.scan_batch(b"".join(msgs), offsets)
-    return (res.msg.tolist(), res.list_id.tolist(), res.term_id.tolist(), res.start.tolist(),
-            res.end.tolist(), res.kind.tolist(), res.flags.tolist())
-
-
 def test_bench_corpus_batches_identical_in_both_paths() -> None:
     terms = make_terms(300)
     sc = Scanner(full_lists(terms))
@@ -65,7 +56,7 @@ def test_bench_corpus_batches_identical_in_both_paths() -> None:
     msgs.insert(9, b"noforn\x00123-45-6789")
     msgs.insert(11, b"")
     msgs.insert(13, b"x" * 70 + "\u00e9".encode())
-    simd, portable = both_paths(lambda: _batch(sc, msgs))
+    simd, portable = both_paths(lambda: batch_arrays(sc, msgs))
     assert simd == portable
     assert simd[6][msgs.index(b"noforn\x00123-45-6789")] != 0  # the NUL body is flagged
 
@@ -73,7 +64,7 @@ def test_bench_corpus_batches_identical_in_both_paths() -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.binary(min_size=0, max_size=300), min_size=1, max_size=12))
 def test_random_batches_identical_in_both_paths(msgs: list[bytes]) -> None:
-    simd, portable = both_paths(lambda: _batch(SCANNER, msgs))
+    simd, portable = both_paths(lambda: batch_arrays(SCANNER, msgs))
     assert simd == portable
 
 
@@ -85,7 +76,7 @@ def test_long_words_and_short_words_identical_in_both_paths(text: str) -> None:
     # eight word starts spanning more than 120 letters take the gather, fewer the permute
     sc = Scanner(full_lists(["noforn", "blue falcon", "xxxxxxxxxx"]))
     data = text.encode()
-    simd, portable = both_paths(lambda: _batch(sc, [data, data[::-1]]))
+    simd, portable = both_paths(lambda: batch_arrays(sc, [data, data[::-1]]))
     assert simd == portable
 
 
