@@ -320,8 +320,9 @@ class Scanner:
         hits, runs, flags, slow = self._core.scan_batch(buf, offsets, self.max_bytes)
         msg, code, start, end = hits
         parts_msg = [msg]
-        parts_list = [self._code_list[code] if len(code) else np.zeros(0, np.int16)]
-        parts_term = [self._code_term[code] if len(code) else np.zeros(0, np.int32)]
+        # (ndarray.take: half the cost of fancy indexing, and out-of-range codes still raise)
+        parts_list = [self._code_list.take(code) if len(code) else np.zeros(0, np.int16)]
+        parts_term = [self._code_term.take(code) if len(code) else np.zeros(0, np.int32)]
         parts_start = [start]
         parts_end = [end]
         extra: list[tuple[int, int, int, int, int]] = []
@@ -361,7 +362,7 @@ class Scanner:
         if not len(list_id):
             kind = np.zeros(0, dtype=np.uint8)
         elif list_id.min() >= 0:
-            kind = self._kind_of_list[list_id]
+            kind = self._kind_of_list.take(list_id)
         else:
             kind = np.full(len(list_id), 2, dtype=np.uint8)
             pos = list_id >= 0
