@@ -31,8 +31,17 @@ cnp.import_array()
 DEF MSGIDX_MAX_MARK = 512      # as guard/messages.py _MAX_MARK
 MSGIDX_FAST = 0
 MSGIDX_SLOW = 1
-MSGIDX_BAD_MARKS = 2   # the simple shape, one section, some marks not valid
+MSGIDX_BAD_MARKS = 2   # the simple shape, some marks not valid, each section keeps one
+MSGIDX_BANNER_MISMATCH = 3  # parse_text's "banner-mismatch" (the last line differs)
+MSGIDX_NO_BANNER = 4        # parse_text's "banner-missing": the first line is a portion
+MSGIDX_FEW_LINES = 5        # parse_text's "banner-missing": fewer than three lines of text
 DEF MSGIDX_BAD = 2
+DEF MSGIDX_MISMATCH = 3
+DEF MSGIDX_NOBANNER = 4
+DEF MSGIDX_FEWLINES = 5
+DEF MSGIDX_UNCLOSED = 4     # row kind: a portion line whose mark is not closed
+# parse_text refuses a message of more lines than max_portions + this (message-limit)
+DEF MSGIDX_LINE_SLACK = 4 * 64 + 2
 
 
 cdef extern from *:
@@ -269,16 +278,74 @@ cdef inline bint _msgidx_space(unsigned char c) nogil:
     return c == b' ' or c == b'\t' or c == b'\r' or c == b'\n'
 
 
+cdef bint _msgidx_some_text(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b) nogil:
+    """buf[a:b] holds a byte that is not blank (``bytes.strip`` leaves something)."""
+    while a < b:
+        if not _msgidx_space(buf[a]):
+            return True
+        a += 1
+    return False
+
+
+cdef int _msgidx_few_lines(const unsigned char *buf, Py_ssize_t n, Py_ssize_t nl,
+                           Py_ssize_t max_portions) nogil:
+    """MSGIDX_FEWLINES when parse_message's first finding on these (accepted) bytes is
+    parse_text's that a report needs a banner, a portion and the banner again: some text
+    not led by '{', '<' or '[' (JSON, XML, an array), not too many lines, fewer than three
+    lines that are not blank; else 1."""
+    cdef Py_ssize_t ls = 0, le, count = 0, a = 0
+    cdef const void *hit
+    while a < n and _msgidx_space(buf[a]):
+        a += 1
+    if a == n or buf[a] == b'{' or buf[a] == b'<' or buf[a] == b'[':
+        return 1
+    if nl + 1 > max_portions + MSGIDX_LINE_SLACK:
+        return 1
+    while ls < n and count < 3:
+        hit = memchr(buf + ls, b'\n', n - ls)
+        le = n if hit == NULL else <const unsigned char *>hit - buf
+        count += _msgidx_some_text(buf, ls, le)
+        ls = le + 1
+    return MSGIDX_FEWLINES if count < 3 else 1
+
+
+cdef int _msgidx_no_banner(const unsigned char *buf, Py_ssize_t n, Py_ssize_t nl,
+                           Py_ssize_t first_nl, Py_ssize_t max_portions, int64_t *info) nogil:
+    """buf starts with '(' (its first line a portion mark): MSGIDX_NOBANNER when
+    parse_text's first finding is that its first line is not a banner (not too many lines
+    and at least three that are not blank: the first, one between, the last), info[0] =
+    end of the first line (before '\r\n'); else 1."""
+    cdef Py_ssize_t ls, le, count = 1
+    cdef const void *hit
+    if nl + 1 > max_portions + MSGIDX_LINE_SLACK:
+        return 1
+    ls = first_nl + 1
+    while ls < n and count < 3:
+        hit = memchr(buf + ls, b'\n', n - ls)
+        le = n if hit == NULL else <const unsigned char *>hit - buf
+        count += _msgidx_some_text(buf, ls, le)
+        ls = le + 1
+    if count < 3:
+        return 1
+    info[0] = first_nl - (buf[first_nl - 1] == b'\r')
+    info[3] = 0
+    info[4] = 0
+    return MSGIDX_NOBANNER
+
+
 # boundscheck off: every index is inside [p, e) with p <= e <= len(buf), checked by the
 # loop conditions; rows are written only while r < cap (cap = rows.shape[0]).
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t max_portions,
-                     bint closing, int64_t[:, ::1] rows, Py_ssize_t r0, Py_ssize_t cap,
-                     int64_t *info) nogil:
-    """Index one message of length n at buf; rows from r0. info = [top_end, bot_start,
-    bot_end, nrows, nsections, stripped top start, stripped top end]. Return 0 (fast) or
-    1 (slow)."""
+cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t nl,
+                     Py_ssize_t max_portions, bint closing, int64_t[:, ::1] rows,
+                     Py_ssize_t r0, Py_ssize_t cap, int64_t *info) nogil:
+    """Index one message of length n at buf (nl newlines); rows from r0. info = [top_end,
+    bot_start, bot_end, nrows, nsections, stripped top start, stripped top end]. Return 0
+    (fast), 1 (slow), or for a message parse_text refuses at its banners, MSGIDX_MISMATCH
+    (the last line is not the first again; info[1:3] its span, info[5:7] the stripped
+    first line's, whose validity the caller checks) or MSGIDX_NOBANNER
+    (``_msgidx_no_banner``)."""
     cdef Py_ssize_t i, first_nl, last_nl, body_end, ls, le, lend, lim, close, r = r0
     cdef Py_ssize_t nsec, nport, sec_portions, sb0 = 0, sb1 = 0, k
     cdef bint expect_banner
@@ -294,8 +361,10 @@ cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t max_port
     if hit == NULL:
         return 1
     first_nl = <const unsigned char *>hit - buf
-    if first_nl <= 0 or buf[0] == b'(':
+    if first_nl <= 0:
         return 1
+    if buf[0] == b'(':
+        return _msgidx_no_banner(buf, n, nl, first_nl, max_portions, info)
     body_end = n - 1 if buf[n - 1] == b'\n' else n
     last_nl = body_end - 1
     while last_nl >= 0 and buf[last_nl] != b'\n':
@@ -321,6 +390,20 @@ cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t max_port
     while b1 > b0 and _msgidx_space(buf[b1 - 1]):
         b1 -= 1
     if a1 == a0 or a1 - a0 != b1 - b0 or memcmp(buf + a0, buf + b0, a1 - a0) != 0:
+        # parse_text's "banner-mismatch" when the first and last lines are its banners
+        # (neither blank; the first not blank-led, nor the start of JSON, XML or an
+        # array), some line between is not blank and the message has not too many lines
+        if (a1 > a0 and b1 > b0 and a0 == 0 and buf[0] != b'{' and buf[0] != b'<'
+                and buf[0] != b'[' and nl + 1 <= max_portions + MSGIDX_LINE_SLACK
+                and _msgidx_some_text(buf, first_nl + 1, last_nl)):
+            info[0] = top_end
+            info[1] = bot_start
+            info[2] = bot_end
+            info[3] = 0
+            info[4] = 0
+            info[5] = a0
+            info[6] = a1
+            return MSGIDX_MISMATCH
         return 1
     # the lines between the banners: portion lines, and tearline sections (a tearline,
     # the section's banner, its portion lines, optionally the section banner again)
@@ -343,13 +426,15 @@ cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t max_port
                 lim = le
             # the first ')' (glibc's vectorised memchr: most marks are ~20 bytes long)
             hit = memchr(buf + ls + 1, b')', lim - ls - 1) if lim > ls + 1 else NULL
-            if hit == NULL:
-                return 1
-            close = <const unsigned char *>hit - buf
             rows[r, 0] = ls
-            rows[r, 1] = close + 1
             rows[r, 2] = lend
-            rows[r, 3] = 0
+            if hit == NULL:   # not closed: the parser's "portion-invalid" for the line
+                rows[r, 1] = lend
+                rows[r, 3] = MSGIDX_UNCLOSED
+            else:
+                close = <const unsigned char *>hit - buf
+                rows[r, 1] = close + 1
+                rows[r, 3] = 0
             r += 1
             nport += 1
             sec_portions += 1
@@ -546,19 +631,26 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
     ``banners``; a key not there is passed to ``on_mark(raw)`` / ``on_banner(raw)``,
     which return its id (negative: not valid), and is added. Returns ``(status, info,
     rowstart, rows, ids, bids, masks)``: per message ``status`` (int8, 0 fast: simple
-    shape, every mark and banner valid / 1 slow / 2 the simple shape without tearline
-    sections, banners valid, some portion marks not valid but at least one valid; its
-    rows are filled, the invalid marks' ids are -1) and ``info`` (int64 [n, 7]: top banner
-    end, bottom banner start and end, number of rows, number of tearline sections,
-    stripped top banner start and end); ``rowstart`` (int64 [n+1]) indexes ``rows``
-    (int64 [k, 4]: line start, mark end, line end (offsets within the message), kind: 0
-    portion, 1 tearline, 2 section banner, 3 closing banner) and ``ids`` (int32 [k]: the
-    mark id of a portion, the banner id of a section banner, -2 otherwise); ``bids``
-    (int32 [n]) the top banner's id; ``masks`` a list with, per fast message, the bit set
-    ``OR(1 << id)`` of its mark ids (a Python int, any size), else 0. The byte pass and
+    shape, every mark and banner valid / 1 slow / 2 the simple shape, banners valid,
+    some portion marks not valid but each section keeping a valid one; its rows are
+    filled, the invalid marks' ids are -1 / 3 parse_text's banner-mismatch: valid first
+    banner, a last line that differs (info[1:3] its span) / 4 parse_text's first finding
+    is that the first line, a portion mark, is no banner (info[0] its end) / 5 it is
+    that the message has fewer than three lines of text; 3, 4 and 5 have no rows and are
+    judged only when max_portions is the parser's) and ``info`` (int64
+    [n, 7]: top banner end, bottom banner start and end, number of rows, number of
+    tearline sections, stripped top banner start and end); ``rowstart`` (int64 [n+1])
+    indexes ``rows`` (int64 [k, 4]: line start, mark end, line end (offsets within the
+    message), kind: 0 portion, 1 tearline, 2 section banner, 3 closing banner, 4 (status
+    2 only) a portion line whose mark is not closed, its mark end the line end) and ``ids``
+    (int32 [k]: the mark id of a portion, the banner id of a section banner, -2
+    otherwise); ``bids`` (int32 [n]) the top banner's id (status 0, 2 and 3); ``masks`` a
+    list with, per fast message, the bit set ``OR(1 << id)`` of its mark ids (a Python
+    int, any size), else 0. The byte pass and
     the lookups of known keys run without the GIL."""
     cdef Py_ssize_t nmsg = len(datas)
     cdef Py_ssize_t i, j, r, cap, a, b, nmiss = 0, nbad, ngood
+    cdef bint kept
     cdef int v, pv
     cdef uint64_t small
     cdef const unsigned char *key
@@ -579,9 +671,12 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
     # per message, whether its bytes pass (msgidx_c_pre), in one pass that also counts
     # the newlines sizing the row table (at most one row per line of a passing message)
     okb_a = np.zeros(nmsg, dtype=np.int8)
+    nls_a = np.zeros(nmsg, dtype=np.intp)
     cdef signed char[::1] okb = okb_a
+    cdef Py_ssize_t[::1] nls = nls_a
     cdef Py_ssize_t nl
     cdef bint simd = _sc_use_simd > 0
+    cdef int rc
     cap = 1
     with nogil:
         for i in range(nmsg):
@@ -590,6 +685,7 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
                     okb[i] = not msgidx_c_pre512(<const unsigned char *>ptrs[i], lens[i], &nl)
                 else:
                     okb[i] = not msgidx_c_pre(<const unsigned char *>ptrs[i], lens[i], &nl)
+                nls[i] = nl
                 cap += nl
     status_a = np.ones(nmsg, dtype=np.int8)
     info_a = np.zeros((nmsg, 7), dtype=np.int64)
@@ -609,23 +705,29 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
     with nogil:
         for i in range(nmsg):
             rowstart[i] = r
-            if okb[i] and _msgidx_one(<const unsigned char *>ptrs[i], lens[i],
-                                       max_portions, closing, rows, r, cap,
-                                       &info[i, 0]) == 0:
-                status[i] = 0
-                r += info[i, 3]
+            if okb[i]:
+                rc = _msgidx_one(<const unsigned char *>ptrs[i], lens[i], nls[i],
+                                 max_portions, closing, rows, r, cap, &info[i, 0])
+                if rc == 1:
+                    rc = _msgidx_few_lines(<const unsigned char *>ptrs[i], lens[i], nls[i],
+                                           max_portions)
+                status[i] = rc
+                if rc == 0:
+                    r += info[i, 3]
         rowstart[nmsg] = r
     ids_a = np.full(r, -2, dtype=np.int32)
     cdef int[::1] ids = ids_a
     # known keys without the GIL; misses are counted and resolved below
     with nogil:
         for i in range(nmsg):
-            if status[i]:
+            if status[i] and status[i] != MSGIDX_MISMATCH:
                 continue
             base = <const unsigned char *>ptrs[i]
             v = banners.lookup(base + info[i, 5], info[i, 6] - info[i, 5])
             bids[i] = v
             nmiss += v == MSGIDX_MISSING
+            if status[i]:
+                continue   # MSGIDX_MISMATCH: only its first line, valid or not, matters
             pk = NULL      # the previous portion's mark: most portions repeat it, and
             pn = -1        # comparing a few bytes is cheaper than hashing and probing
             pv = MSGIDX_MISSING
@@ -654,7 +756,7 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
                 nmiss += v == MSGIDX_MISSING
     if nmiss:
         for i in range(nmsg):
-            if status[i]:
+            if status[i] and status[i] != MSGIDX_MISMATCH:
                 continue
             base = <const unsigned char *>ptrs[i]
             if bids[i] == MSGIDX_MISSING:
@@ -662,6 +764,8 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
                 v = on_banner(raw)
                 banners.insert(raw, v)
                 bids[i] = v
+            if status[i]:
+                continue
             for j in range(rowstart[i], rowstart[i + 1]):
                 if ids[j] != MSGIDX_MISSING:
                     continue
@@ -681,6 +785,10 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
     # validity and bit sets
     with nogil:
         for i in range(nmsg):
+            if status[i] == MSGIDX_MISMATCH:
+                if bids[i] < 0:
+                    status[i] = 1   # an invalid first banner: parse_text says so first
+                continue
             if status[i]:
                 continue
             if bids[i] < 0:
@@ -688,13 +796,19 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
                 continue
             small = 0
             nbad = 0
-            ngood = 0
+            ngood = 0     # valid portions in the current section
+            kept = True   # every section so far keeps a valid portion
             for j in range(rowstart[i], rowstart[i + 1]):
                 v = ids[j]
                 if rows[j, 3] == 2 and v < 0:
                     status[i] = 1
                     break
-                if rows[j, 3] == 0:
+                if rows[j, 3] == 1:
+                    kept = kept and ngood > 0
+                    ngood = 0
+                elif rows[j, 3] == MSGIDX_UNCLOSED:
+                    nbad += 1
+                elif rows[j, 3] == 0:
                     if v < 0:
                         nbad += 1
                         continue
@@ -705,9 +819,10 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
                         wide[i] = 1
             smalls[i] = small
             if nbad and not status[i]:
-                # invalid marks only, in one section that keeps a valid portion: the
-                # parser's findings are exactly one per invalid mark (MSGIDX_BAD_MARKS)
-                status[i] = MSGIDX_BAD if info[i, 4] == 0 and ngood else 1
+                # invalid marks only, every section keeping a valid portion (before its
+                # tearline or closing banner, as the parser counts them): the parser's
+                # findings are exactly one per invalid mark (MSGIDX_BAD_MARKS)
+                status[i] = MSGIDX_BAD if kept and ngood else 1
     masks = [0] * nmsg
     for i in range(nmsg):
         if status[i]:
