@@ -151,63 +151,93 @@ cdef extern from *:
         return k;
     }
 
-    /* The index's first look at a message: 1 when msgidx_c_bad refuses its bytes, else
-       0 with its number of '\n' bytes in *nl (the row table's size; a refused message
-       gets no rows: 0). Portable: the two passes above. */
-    static int msgidx_c_pre(const unsigned char *b, Py_ssize_t n, Py_ssize_t *nl) {
-        *nl = 0;
+    /* Offsets of newline bytes, appended message after message (a growable array). */
+    typedef struct { Py_ssize_t *a; Py_ssize_t n, cap; } msgidx_nls;
+
+    static int msgidx_nls_reserve(msgidx_nls *v, Py_ssize_t extra) {
+        Py_ssize_t nc;
+        Py_ssize_t *na;
+        if (v->n + extra <= v->cap) return 1;
+        nc = 2 * v->cap + extra + 1024;
+        na = (Py_ssize_t *)realloc(v->a, (size_t)nc * sizeof(Py_ssize_t));
+        if (na == NULL) return 0;
+        v->a = na;
+        v->cap = nc;
+        return 1;
+    }
+
+    /* The index's first look at a message: 1 when msgidx_c_bad refuses its bytes (or
+       memory ran out: the parser then decides), else 0 with the offsets of its newline
+       bytes appended to *v (for the row table's size and the line walk; a refused
+       message appends none). Portable: the byte pass, then one memchr per line. */
+    static int msgidx_c_pre(const unsigned char *b, Py_ssize_t n, msgidx_nls *v) {
+        const unsigned char *p = b, *e = b + n, *hit;
         if (msgidx_c_bad(b, n)) return 1;
-        *nl = msgidx_c_count_nl(b, n);
+        if (!msgidx_nls_reserve(v, msgidx_c_count_nl(b, n))) return 1;
+        while (p < e && (hit = (const unsigned char *)memchr(p, 10, (size_t)(e - p)))) {
+            v->a[v->n++] = hit - b;
+            p = hit + 1;
+        }
         return 0;
     }
 
     #if defined(__x86_64__) && defined(__GNUC__)
     #include <immintrin.h>
-    #define MSGIDX_HAVE_PRE512 1
     /* msgidx_c_pre in one AVX-512BW pass, 64 bytes per step (the tail by a masked load,
        which never touches the bytes past n): the byte test of msgidx_c_bad on mask
-       registers, each flagged byte then looked at alone as there, and the newlines
-       counted from the same compare. Only called when the scanner's AVX-512 path is on
-       (scan_simd(): the CPU has it and it is not forced off); tests compare both. */
-    __attribute__((target("avx512f,avx512bw,popcnt")))
-    static int msgidx_c_pre512(const unsigned char *b, Py_ssize_t n, Py_ssize_t *nl) {
-        Py_ssize_t i, j, done = 0, L, k = 0;
+       registers, each flagged byte then looked at alone as there, and the newlines'
+       offsets taken from the same compare's mask. Only called when the scanner's
+       AVX-512 path is on (scan_simd(): the CPU has it and it is not forced off); tests
+       compare both. */
+    __attribute__((target("avx512f,avx512bw,popcnt,bmi")))
+    static int msgidx_c_pre512(const unsigned char *b, Py_ssize_t n, msgidx_nls *v) {
+        Py_ssize_t i, j, done = 0, L, n0 = v->n;
         const __m512i c20 = _mm512_set1_epi8(0x20), c7f = _mm512_set1_epi8(0x7f);
         const __m512i lf = _mm512_set1_epi8(10), tab = _mm512_set1_epi8(9);
-        *nl = 0;
         for (i = 0; i < n; i += 64) {
             __mmask64 valid = n - i >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (n - i)) - 1;
-            __m512i v = _mm512_maskz_loadu_epi8(valid, (const void *)(b + i));
-            __mmask64 mlf = _mm512_mask_cmpeq_epi8_mask(valid, v, lf);
-            __mmask64 m = (_mm512_mask_cmplt_epi8_mask(valid, v, c20)
-                           & ~(mlf | _mm512_cmpeq_epi8_mask(v, tab)))
-                          | _mm512_mask_cmpeq_epi8_mask(valid, v, c7f);
-            k += (Py_ssize_t)_mm_popcnt_u64(mlf);
+            __m512i x = _mm512_maskz_loadu_epi8(valid, (const void *)(b + i));
+            __mmask64 mlf = _mm512_mask_cmpeq_epi8_mask(valid, x, lf);
+            __mmask64 m = (_mm512_mask_cmplt_epi8_mask(valid, x, c20)
+                           & ~(mlf | _mm512_cmpeq_epi8_mask(x, tab)))
+                          | _mm512_mask_cmpeq_epi8_mask(valid, x, c7f);
             while (m) {
                 j = i + __builtin_ctzll(m);
                 m &= m - 1;
                 if (j < done) continue;               /* inside an accepted sequence */
                 if (b[j] == 13 && j + 1 < n && b[j + 1] == 10) continue;
-                if (b[j] < 0x80) return 1;
+                if (b[j] < 0x80) goto refused;
                 L = msgidx_c_utf8(b, j, n);
-                if (!L) return 1;
+                if (!L) goto refused;
                 done = j + L;
             }
+            if (mlf) {
+                if (!msgidx_nls_reserve(v, 64)) goto refused;
+                do {
+                    v->a[v->n++] = i + __builtin_ctzll(mlf);
+                    mlf &= mlf - 1;
+                } while (mlf);
+            }
         }
-        *nl = k;
         return 0;
+    refused:
+        v->n = n0;
+        return 1;
     }
     #else
-    #define MSGIDX_HAVE_PRE512 0
-    static int msgidx_c_pre512(const unsigned char *b, Py_ssize_t n, Py_ssize_t *nl) {
-        return msgidx_c_pre(b, n, nl);
+    static int msgidx_c_pre512(const unsigned char *b, Py_ssize_t n, msgidx_nls *v) {
+        return msgidx_c_pre(b, n, v);
     }
     #endif
     """
+    ctypedef struct msgidx_nls:
+        Py_ssize_t *a
+        Py_ssize_t n
+        Py_ssize_t cap
     int msgidx_c_bad(const unsigned char *b, Py_ssize_t n) noexcept nogil
     Py_ssize_t msgidx_c_count_nl(const unsigned char *b, Py_ssize_t n) noexcept nogil
-    int msgidx_c_pre(const unsigned char *b, Py_ssize_t n, Py_ssize_t *nl) noexcept nogil
-    int msgidx_c_pre512(const unsigned char *b, Py_ssize_t n, Py_ssize_t *nl) noexcept nogil
+    int msgidx_c_pre(const unsigned char *b, Py_ssize_t n, msgidx_nls *v) noexcept nogil
+    int msgidx_c_pre512(const unsigned char *b, Py_ssize_t n, msgidx_nls *v) noexcept nogil
 
 
 cdef inline Py_ssize_t _msgidx_line_end(const unsigned char *buf, Py_ssize_t ls,
@@ -337,17 +367,19 @@ cdef int _msgidx_no_banner(const unsigned char *buf, Py_ssize_t n, Py_ssize_t nl
 # loop conditions; rows are written only while r < cap (cap = rows.shape[0]).
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t nl,
-                     Py_ssize_t max_portions, bint closing, int64_t[:, ::1] rows,
-                     Py_ssize_t r0, Py_ssize_t cap, int64_t *info) nogil:
-    """Index one message of length n at buf (nl newlines); rows from r0. info = [top_end,
+cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, const Py_ssize_t *nlp,
+                     Py_ssize_t nl, Py_ssize_t max_portions, bint closing,
+                     int64_t[:, ::1] rows, Py_ssize_t r0, Py_ssize_t cap,
+                     int64_t *info) nogil:
+    """Index one message of length n at buf (nl newlines, at the offsets nlp: the lines
+    are walked on them); rows from r0. info = [top_end,
     bot_start, bot_end, nrows, nsections, stripped top start, stripped top end]. Return 0
     (fast), 1 (slow), or for a message parse_text refuses at its banners, MSGIDX_MISMATCH
     (the last line is not the first again; info[1:3] its span, info[5:7] the stripped
     first line's, whose validity the caller checks) or MSGIDX_NOBANNER
     (``_msgidx_no_banner``)."""
     cdef Py_ssize_t i, first_nl, last_nl, body_end, ls, le, lend, lim, close, r = r0
-    cdef Py_ssize_t nsec, nport, sec_portions, sb0 = 0, sb1 = 0, k
+    cdef Py_ssize_t nsec, nport, sec_portions, sb0 = 0, sb1 = 0, k, t
     cdef bint expect_banner
     cdef Py_ssize_t a0, a1, b0, b1, bot_start, bot_end, top_end
     cdef const void *hit
@@ -357,18 +389,20 @@ cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t nl,
     # characters, no control byte but \t \n, \r only before \n. The shape's bytes ('(',
     # ')', '-', blanks, line ends) are ASCII, never part of a multi-byte character:
     # offsets stay byte offsets
-    hit = memchr(buf, b'\n', n)
-    if hit == NULL:
+    if nl == 0:
         return 1
-    first_nl = <const unsigned char *>hit - buf
+    first_nl = nlp[0]
     if first_nl <= 0:
         return 1
     if buf[0] == b'(':
         return _msgidx_no_banner(buf, n, nl, first_nl, max_portions, info)
-    body_end = n - 1 if buf[n - 1] == b'\n' else n
-    last_nl = body_end - 1
-    while last_nl >= 0 and buf[last_nl] != b'\n':
-        last_nl -= 1
+    # the last '\n' before the body's end (a final '\n' ends the last line)
+    if buf[n - 1] == b'\n':
+        body_end = n - 1
+        last_nl = nlp[nl - 2] if nl >= 2 else -1
+    else:
+        body_end = n
+        last_nl = nlp[nl - 1]
     if last_nl <= first_nl:
         return 1
     # banners: top [0, top_end), bottom [last_nl+1, bot_end); stripped texts must be equal
@@ -412,9 +446,10 @@ cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t nl,
     nport = 0
     sec_portions = 0
     expect_banner = False
+    t = 1   # nlp[t]: the '\n' ending the line at ls (last_nl is one of them)
     while ls <= last_nl:
-        hit = memchr(buf + ls, b'\n', last_nl + 1 - ls)
-        le = <const unsigned char *>hit - buf     # never NULL: buf[last_nl] is '\n'
+        le = nlp[t]
+        t += 1
         lend = le - (le > ls and buf[le - 1] == b'\r')
         if r >= cap:
             return 1
@@ -668,53 +703,64 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
             raise TypeError("msgidx_index: every message must be bytes")
         ptrs[i] = <size_t>PyBytes_AS_STRING(d)
         lens[i] = PyBytes_GET_SIZE(d)
-    # per message, whether its bytes pass (msgidx_c_pre), in one pass that also counts
-    # the newlines sizing the row table (at most one row per line of a passing message)
+    # per message, whether its bytes pass (msgidx_c_pre), in one pass that also finds
+    # its newlines: they size the row table (at most one row per line of a passing
+    # message) and the lines are walked on them
     okb_a = np.zeros(nmsg, dtype=np.int8)
-    nls_a = np.zeros(nmsg, dtype=np.intp)
+    nl0_a = np.zeros(nmsg + 1, dtype=np.intp)
     cdef signed char[::1] okb = okb_a
-    cdef Py_ssize_t[::1] nls = nls_a
-    cdef Py_ssize_t nl
+    cdef Py_ssize_t[::1] nl0 = nl0_a
+    cdef msgidx_nls nlv
     cdef bint simd = _sc_use_simd > 0
     cdef int rc
-    cap = 1
-    with nogil:
-        for i in range(nmsg):
-            if lens[i]:
-                if simd:
-                    okb[i] = not msgidx_c_pre512(<const unsigned char *>ptrs[i], lens[i], &nl)
-                else:
-                    okb[i] = not msgidx_c_pre(<const unsigned char *>ptrs[i], lens[i], &nl)
-                nls[i] = nl
-                cap += nl
     status_a = np.ones(nmsg, dtype=np.int8)
     info_a = np.zeros((nmsg, 7), dtype=np.int64)
     rowstart_a = np.zeros(nmsg + 1, dtype=np.int64)
-    rows_a = np.empty((cap, 4), dtype=np.int64)
     bids_a = np.full(nmsg, -2, dtype=np.int32)
     small_a = np.zeros(nmsg, dtype=np.uint64)
     wide_a = np.zeros(nmsg, dtype=np.int8)
     cdef signed char[::1] status = status_a
     cdef int64_t[:, ::1] info = info_a
     cdef int64_t[::1] rowstart = rowstart_a
-    cdef int64_t[:, ::1] rows = rows_a
+    cdef int64_t[:, ::1] rows
     cdef int[::1] bids = bids_a
     cdef uint64_t[::1] smalls = small_a
     cdef signed char[::1] wide = wide_a
-    r = 0
-    with nogil:
-        for i in range(nmsg):
-            rowstart[i] = r
-            if okb[i]:
-                rc = _msgidx_one(<const unsigned char *>ptrs[i], lens[i], nls[i],
-                                 max_portions, closing, rows, r, cap, &info[i, 0])
-                if rc == 1:
-                    rc = _msgidx_few_lines(<const unsigned char *>ptrs[i], lens[i], nls[i],
-                                           max_portions)
-                status[i] = rc
-                if rc == 0:
-                    r += info[i, 3]
-        rowstart[nmsg] = r
+    nlv.a = NULL
+    nlv.n = 0
+    nlv.cap = 0
+    try:
+        with nogil:
+            for i in range(nmsg):
+                nl0[i] = nlv.n
+                if lens[i]:
+                    if simd:
+                        okb[i] = not msgidx_c_pre512(<const unsigned char *>ptrs[i],
+                                                     lens[i], &nlv)
+                    else:
+                        okb[i] = not msgidx_c_pre(<const unsigned char *>ptrs[i], lens[i],
+                                                  &nlv)
+            nl0[nmsg] = nlv.n
+        cap = nlv.n + 1
+        rows_a = np.empty((cap, 4), dtype=np.int64)
+        rows = rows_a
+        r = 0
+        with nogil:
+            for i in range(nmsg):
+                rowstart[i] = r
+                if okb[i]:
+                    rc = _msgidx_one(<const unsigned char *>ptrs[i], lens[i],
+                                     nlv.a + nl0[i], nl0[i + 1] - nl0[i], max_portions,
+                                     closing, rows, r, cap, &info[i, 0])
+                    if rc == 1:
+                        rc = _msgidx_few_lines(<const unsigned char *>ptrs[i], lens[i],
+                                               nl0[i + 1] - nl0[i], max_portions)
+                    status[i] = rc
+                    if rc == 0:
+                        r += info[i, 3]
+            rowstart[nmsg] = r
+    finally:
+        free(nlv.a)
     ids_a = np.full(r, -2, dtype=np.int32)
     cdef int[::1] ids = ids_a
     # known keys without the GIL; misses are counted and resolved below
@@ -839,16 +885,23 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
 
 
 def msgidx_precheck(const unsigned char[::1] buf):
-    """``(refused, newlines)`` of the index's first look at ``buf`` on the path
-    ``scan_simd()`` selects (refused: a byte no simple report carries; newlines: 0 then)."""
-    cdef Py_ssize_t nl = 0
+    """``(refused, offsets)`` of the index's first look at ``buf`` on the path
+    ``scan_simd()`` selects (refused: a byte no simple report carries; offsets: of its
+    newlines, none then)."""
+    cdef msgidx_nls nlv
     cdef int bad = 0
-    if buf.shape[0]:
-        if _sc_use_simd > 0:
-            bad = msgidx_c_pre512(&buf[0], buf.shape[0], &nl)
-        else:
-            bad = msgidx_c_pre(&buf[0], buf.shape[0], &nl)
-    return bool(bad), nl
+    nlv.a = NULL
+    nlv.n = 0
+    nlv.cap = 0
+    try:
+        if buf.shape[0]:
+            if _sc_use_simd > 0:
+                bad = msgidx_c_pre512(&buf[0], buf.shape[0], &nlv)
+            else:
+                bad = msgidx_c_pre(&buf[0], buf.shape[0], &nlv)
+        return bool(bad), [nlv.a[i] for i in range(nlv.n)]
+    finally:
+        free(nlv.a)
 
 
 @cython.boundscheck(False)
