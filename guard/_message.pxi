@@ -884,6 +884,23 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
     return status_a, info_a, rowstart_a, rows_a, ids_a, bids_a, masks
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def msgidx_offsets(datas):
+    """int64 [n + 1]: 0, then the running total of the lengths of the n byte strings
+    ``datas`` (a sequence): string i of their concatenation is ``[offsets[i],
+    offsets[i+1])``. (``np.cumsum`` of a list of lengths cost ~10 times more per batch.)"""
+    cdef Py_ssize_t n = len(datas), i
+    cdef int64_t t = 0
+    out_a = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] out = out_a
+    out[0] = 0
+    for i in range(n):
+        t += len(datas[i])
+        out[i + 1] = t
+    return out_a
+
+
 def msgidx_precheck(const unsigned char[::1] buf):
     """``(refused, offsets)`` of the index's first look at ``buf`` on the path
     ``scan_simd()`` selects (refused: a byte no simple report carries; offsets: of its

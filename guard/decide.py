@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from guard._core import SlotMaker, msgidx_ignorable, msgidx_real_matches
+from guard._core import SlotMaker, msgidx_ignorable, msgidx_offsets, msgidx_real_matches
 from guard.findings import Finding
 from guard.markings import Marking, check_banner, classification_rank, releasable
 from guard.messages import BatchIndex, MarkIndex, Message, parse_mark, parse_message
@@ -323,8 +323,7 @@ class ScanStage(Stage):
                         and all(t is d for t, d in zip(texts, batch.datas, strict=True))):
                     buf, offsets = batch.buf, batch.offsets  # the same bytes: no second copy
                 else:
-                    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-                    np.cumsum([len(t) for t in texts], out=offsets[1:])
+                    offsets = msgidx_offsets(texts)
                     buf = b"".join(texts)
                 res = self.scanner.scan_batch(buf, offsets)
                 flags = res.flags.tolist()

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from guard._core import MsgIdxRows, MsgIdxTable, SlotMaker, msgidx_index
+from guard._core import MsgIdxRows, MsgIdxTable, SlotMaker, msgidx_index, msgidx_offsets
 from guard.findings import Finding
 from guard.markings import Marking, ParseResult, parse, recognize_portions, render_banner
 
@@ -481,9 +481,7 @@ class BatchIndex:
             datas = [d if type(d) is bytes else bytes(d) for d in datas]
         self.datas = datas
         self.marks = marks
-        lens = [len(d) for d in datas]
-        self.offsets = np.zeros(len(datas) + 1, dtype=np.int64)
-        np.cumsum(lens, out=self.offsets[1:])
+        self.offsets = msgidx_offsets(datas)
         self._buf: bytes | None = None
         with marks.lock:
             marks.reset_if_full()

@@ -10,7 +10,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard._core import msgidx_index, msgidx_precheck
+from guard._core import msgidx_index, msgidx_offsets, msgidx_precheck
 from guard.messages import MarkIndex
 from tests.simd_paths import both_paths
 
@@ -77,3 +77,14 @@ def test_index_alike_on_both_paths() -> None:
 
     simd, portable = both_paths(run)
     assert simd == portable
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=70), max_size=40))
+def test_offsets_are_the_running_lengths(datas: list[bytes]) -> None:
+    want = [0]
+    for d in datas:
+        want.append(want[-1] + len(d))
+    got = msgidx_offsets(datas)
+    assert got.dtype.name == "int64" and got.tolist() == want
+    assert msgidx_offsets(tuple(datas)).tolist() == want
