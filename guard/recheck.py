@@ -194,12 +194,12 @@ class Rechecker:
         res = next((p[0] for p in prior if p is not None), None)
         if res is None or res.scanner is not twin:
             return None, {}
-        flags, sizes = res.flags, res.sizes
+        flags, sizes = res.flags.tolist(), res.sizes.tolist()  # (numpy scalars cost more)
         out: dict[int, int] = {}
         for k, p in enumerate(prior):
             if p is not None and p[0] is res:
                 i = p[1]
-                if not flags[i] and int(sizes[i]) == len(outputs[k]):
+                if not flags[i] and sizes[i] == len(outputs[k]):
                     out[k] = i
         return res, out
 
