@@ -641,7 +641,7 @@ class DecideStage(Stage):
         alone or the message blocked (``_withhold``); every other message takes ``run``,
         which explains what it finds."""
         now = time.perf_counter()  # the budget is checked between stages
-        name, banner_ok = self.name, self.banner_ok
+        name, banner_ok, fitted = self.name, self.banner_ok, self._banner_ok
         last: BatchIndex | None = None  # the batch of the previous message, and ...
         w = 0                           # ... the bit set of its withheld mark ids
         try:
@@ -659,8 +659,13 @@ class DecideStage(Stage):
                     if now > ctx.deadline:
                         raise TimeoutError("the time budget ran out before stage 'decide'")
                     batch, k = ix
-                    if (batch.generation == batch.marks.generation
-                            and banner_ok(batch, k)):
+                    gen = batch.generation
+                    # banner_ok's verdict, looked up here first for the common message:
+                    # one section, a banner already judged with the same marks
+                    ok = (None if batch.sections and batch.sections[k] else
+                          fitted.get((gen, batch.banners[k] or "", batch.masks[k])))
+                    if gen == batch.marks.generation and (ok or (ok is None
+                                                                 and banner_ok(batch, k))):
                         if batch is not last:
                             last, w = batch, self.withheld_mask(batch)
                         withheld = batch.masks[k] & w
