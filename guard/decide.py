@@ -365,14 +365,15 @@ def _real_matches(live: Sequence[_Ctx], res: Any) -> list[int]:
             batch, sel[i] = c.ix
     if batch is None:
         return sel
-    n = len(batch.datas)
-    back = np.full(len(live), -1, dtype=np.int64)
-    back[:] = sel
-    counts = msgidx_real_matches(back, batch.status, batch.info, batch.rowstart, batch.rows,
+    counts = msgidx_real_matches(np.array(sel, dtype=np.int64), batch.status, batch.info,
+                                 batch.rowstart, batch.rows,
                                  np.ascontiguousarray(res.msg, dtype=np.int32),
                                  np.ascontiguousarray(res.start, dtype=np.int64),
                                  np.ascontiguousarray(res.end, dtype=np.int64)).tolist()
-    return [counts[k] if 0 <= k < n and sel[i] >= 0 else -1 for i, k in enumerate(sel)]
+    # one count per indexed message (the core checked every sel[i] < len(counts)); -1
+    # for a message not selected: counts[-1] after the append
+    counts.append(-1)
+    return [counts[k] for k in sel]
 
 
 class _Rows:
