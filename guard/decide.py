@@ -805,14 +805,22 @@ class DecideStage(Stage):
         lane_hits: dict[int, set[str]] = {}
         lanes, specs, encoded = self.lanes, self.specs, self.encoded
         for mt in matches:
-            i = bisect_right(starts, mt.start) - 1
-            if i >= 0 and mt.start < ends[i]:
-                if mt.end <= mark_ends[i]:
+            ms, me = mt.start, mt.end
+            i = bisect_right(starts, ms) - 1
+            if i >= 0 and ms < ends[i]:
+                if me <= mark_ends[i]:
                     continue
             else:
                 i = -1
-                if any(s <= mt.start and mt.end <= e for s, e in other):
-                    continue  # inside a banner line
+                # inside a banner line? (a loop: a generator per match cost more; most
+                # matches outside portions are banner words)
+                inside = False
+                for s, e in other:
+                    if s <= ms and me <= e:
+                        inside = True
+                        break
+                if inside:
+                    continue
             if mt.kind == "encoded":
                 hits.append((i, encoded, mt))
                 continue
