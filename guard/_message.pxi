@@ -6,9 +6,12 @@
 # lines, optionally the section banner again), then the first banner again as the last
 # line; only UTF-8 text (ASCII or well formed, without the characters parse_message
 # refuses), no control byte, no carriage return outside a CRLF line end. For those it
-# records the banner spans and one row per line (byte offsets). Everything else (blank
-# or unmarked lines, JSON, bad bytes, invalid marks or banners...) is marked
-# SLOW: the Python parsers then decide it and explain every problem. The rules are the
+# records the banner spans and one row per line (byte offsets). A few other shapes whose
+# parse stops at findings the index can state exactly (invalid or unclosed marks, a last
+# line that is not the banner, no banner, too few lines: statuses 2 to 5, see
+# msgidx_index) are marked as such; everything else (blank or unmarked lines, JSON, bad
+# bytes, invalid banners...) is marked SLOW: the Python parsers then decide it and
+# explain every problem. The rules are the
 # ones of guard/messages.py parse_text on this shape (mark = the bytes between the '(' and
 # the first ')' in the next 513 bytes of the line; line ends exclude a '\r' before '\n').
 #
