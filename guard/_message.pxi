@@ -6,9 +6,12 @@
 # lines, optionally the section banner again), then the first banner again as the last
 # line; only UTF-8 text (ASCII or well formed, without the characters parse_message
 # refuses), no control byte, no carriage return outside a CRLF line end. For those it
-# records the banner spans and one row per line (byte offsets). Everything else (blank
-# or unmarked lines, JSON, bad bytes, invalid marks or banners...) is marked
-# SLOW: the Python parsers then decide it and explain every problem. The rules are the
+# records the banner spans and one row per line (byte offsets). A few other shapes whose
+# parse stops at findings the index can state exactly (invalid or unclosed marks, a last
+# line that is not the banner, no banner, too few lines: statuses 2 to 5, see
+# msgidx_index) are marked as such; everything else (blank or unmarked lines, JSON, bad
+# bytes, invalid banners...) is marked SLOW: the Python parsers then decide it and
+# explain every problem. The rules are the
 # ones of guard/messages.py parse_text on this shape (mark = the bytes between the '(' and
 # the first ')' in the next 513 bytes of the line; line ends exclude a '\r' before '\n').
 #
@@ -31,8 +34,17 @@ cnp.import_array()
 DEF MSGIDX_MAX_MARK = 512      # as guard/messages.py _MAX_MARK
 MSGIDX_FAST = 0
 MSGIDX_SLOW = 1
-MSGIDX_BAD_MARKS = 2   # the simple shape, one section, some marks not valid
+MSGIDX_BAD_MARKS = 2   # the simple shape, some marks not valid, each section keeps one
+MSGIDX_BANNER_MISMATCH = 3  # parse_text's "banner-mismatch" (the last line differs)
+MSGIDX_NO_BANNER = 4        # parse_text's "banner-missing": the first line is a portion
+MSGIDX_FEW_LINES = 5        # parse_text's "banner-missing": fewer than three lines of text
 DEF MSGIDX_BAD = 2
+DEF MSGIDX_MISMATCH = 3
+DEF MSGIDX_NOBANNER = 4
+DEF MSGIDX_FEWLINES = 5
+DEF MSGIDX_UNCLOSED = 4     # row kind: a portion line whose mark is not closed
+# parse_text refuses a message of more lines than max_portions + this (message-limit)
+DEF MSGIDX_LINE_SLACK = 4 * 64 + 2
 
 
 cdef extern from *:
@@ -141,9 +153,94 @@ cdef extern from *:
             k += b[i] == 10;
         return k;
     }
+
+    /* Offsets of newline bytes, appended message after message (a growable array). */
+    typedef struct { Py_ssize_t *a; Py_ssize_t n, cap; } msgidx_nls;
+
+    static int msgidx_nls_reserve(msgidx_nls *v, Py_ssize_t extra) {
+        Py_ssize_t nc;
+        Py_ssize_t *na;
+        if (v->n + extra <= v->cap) return 1;
+        nc = 2 * v->cap + extra + 1024;
+        na = (Py_ssize_t *)realloc(v->a, (size_t)nc * sizeof(Py_ssize_t));
+        if (na == NULL) return 0;
+        v->a = na;
+        v->cap = nc;
+        return 1;
+    }
+
+    /* The index's first look at a message: 1 when msgidx_c_bad refuses its bytes (or
+       memory ran out: the parser then decides), else 0 with the offsets of its newline
+       bytes appended to *v (for the row table's size and the line walk; a refused
+       message appends none). Portable: the byte pass, then one memchr per line. */
+    static int msgidx_c_pre(const unsigned char *b, Py_ssize_t n, msgidx_nls *v) {
+        const unsigned char *p = b, *e = b + n, *hit;
+        if (msgidx_c_bad(b, n)) return 1;
+        if (!msgidx_nls_reserve(v, msgidx_c_count_nl(b, n))) return 1;
+        while (p < e && (hit = (const unsigned char *)memchr(p, 10, (size_t)(e - p)))) {
+            v->a[v->n++] = hit - b;
+            p = hit + 1;
+        }
+        return 0;
+    }
+
+    #if defined(__x86_64__) && defined(__GNUC__)
+    #include <immintrin.h>
+    /* msgidx_c_pre in one AVX-512BW pass, 64 bytes per step (the tail by a masked load,
+       which never touches the bytes past n): the byte test of msgidx_c_bad on mask
+       registers, each flagged byte then looked at alone as there, and the newlines'
+       offsets taken from the same compare's mask. Only called when the scanner's
+       AVX-512 path is on (scan_simd(): the CPU has it and it is not forced off); tests
+       compare both. */
+    __attribute__((target("avx512f,avx512bw,popcnt,bmi")))
+    static int msgidx_c_pre512(const unsigned char *b, Py_ssize_t n, msgidx_nls *v) {
+        Py_ssize_t i, j, done = 0, L, n0 = v->n;
+        const __m512i c20 = _mm512_set1_epi8(0x20), c7f = _mm512_set1_epi8(0x7f);
+        const __m512i lf = _mm512_set1_epi8(10), tab = _mm512_set1_epi8(9);
+        for (i = 0; i < n; i += 64) {
+            __mmask64 valid = n - i >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (n - i)) - 1;
+            __m512i x = _mm512_maskz_loadu_epi8(valid, (const void *)(b + i));
+            __mmask64 mlf = _mm512_mask_cmpeq_epi8_mask(valid, x, lf);
+            __mmask64 m = (_mm512_mask_cmplt_epi8_mask(valid, x, c20)
+                           & ~(mlf | _mm512_cmpeq_epi8_mask(x, tab)))
+                          | _mm512_mask_cmpeq_epi8_mask(valid, x, c7f);
+            while (m) {
+                j = i + __builtin_ctzll(m);
+                m &= m - 1;
+                if (j < done) continue;               /* inside an accepted sequence */
+                if (b[j] == 13 && j + 1 < n && b[j + 1] == 10) continue;
+                if (b[j] < 0x80) goto refused;
+                L = msgidx_c_utf8(b, j, n);
+                if (!L) goto refused;
+                done = j + L;
+            }
+            if (mlf) {
+                if (!msgidx_nls_reserve(v, 64)) goto refused;
+                do {
+                    v->a[v->n++] = i + __builtin_ctzll(mlf);
+                    mlf &= mlf - 1;
+                } while (mlf);
+            }
+        }
+        return 0;
+    refused:
+        v->n = n0;
+        return 1;
+    }
+    #else
+    static int msgidx_c_pre512(const unsigned char *b, Py_ssize_t n, msgidx_nls *v) {
+        return msgidx_c_pre(b, n, v);
+    }
+    #endif
     """
+    ctypedef struct msgidx_nls:
+        Py_ssize_t *a
+        Py_ssize_t n
+        Py_ssize_t cap
     int msgidx_c_bad(const unsigned char *b, Py_ssize_t n) noexcept nogil
     Py_ssize_t msgidx_c_count_nl(const unsigned char *b, Py_ssize_t n) noexcept nogil
+    int msgidx_c_pre(const unsigned char *b, Py_ssize_t n, msgidx_nls *v) noexcept nogil
+    int msgidx_c_pre512(const unsigned char *b, Py_ssize_t n, msgidx_nls *v) noexcept nogil
 
 
 cdef inline Py_ssize_t _msgidx_line_end(const unsigned char *buf, Py_ssize_t ls,
@@ -214,38 +311,101 @@ cdef inline bint _msgidx_space(unsigned char c) nogil:
     return c == b' ' or c == b'\t' or c == b'\r' or c == b'\n'
 
 
+cdef bint _msgidx_some_text(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b) nogil:
+    """buf[a:b] holds a byte that is not blank (``bytes.strip`` leaves something)."""
+    while a < b:
+        if not _msgidx_space(buf[a]):
+            return True
+        a += 1
+    return False
+
+
+cdef int _msgidx_few_lines(const unsigned char *buf, Py_ssize_t n, Py_ssize_t nl,
+                           Py_ssize_t max_portions) nogil:
+    """MSGIDX_FEWLINES when parse_message's first finding on these (accepted) bytes is
+    parse_text's that a report needs a banner, a portion and the banner again: some text
+    not led by '{', '<' or '[' (JSON, XML, an array), not too many lines, fewer than three
+    lines that are not blank; else 1."""
+    cdef Py_ssize_t ls = 0, le, count = 0, a = 0
+    cdef const void *hit
+    while a < n and _msgidx_space(buf[a]):
+        a += 1
+    if a == n or buf[a] == b'{' or buf[a] == b'<' or buf[a] == b'[':
+        return 1
+    if nl + 1 > max_portions + MSGIDX_LINE_SLACK:
+        return 1
+    while ls < n and count < 3:
+        hit = memchr(buf + ls, b'\n', n - ls)
+        le = n if hit == NULL else <const unsigned char *>hit - buf
+        count += _msgidx_some_text(buf, ls, le)
+        ls = le + 1
+    return MSGIDX_FEWLINES if count < 3 else 1
+
+
+cdef int _msgidx_no_banner(const unsigned char *buf, Py_ssize_t n, Py_ssize_t nl,
+                           Py_ssize_t first_nl, Py_ssize_t max_portions, int64_t *info) nogil:
+    """buf starts with '(' (its first line a portion mark): MSGIDX_NOBANNER when
+    parse_text's first finding is that its first line is not a banner (not too many lines
+    and at least three that are not blank: the first, one between, the last), info[0] =
+    end of the first line (before '\r\n'); else 1."""
+    cdef Py_ssize_t ls, le, count = 1
+    cdef const void *hit
+    if nl + 1 > max_portions + MSGIDX_LINE_SLACK:
+        return 1
+    ls = first_nl + 1
+    while ls < n and count < 3:
+        hit = memchr(buf + ls, b'\n', n - ls)
+        le = n if hit == NULL else <const unsigned char *>hit - buf
+        count += _msgidx_some_text(buf, ls, le)
+        ls = le + 1
+    if count < 3:
+        return 1
+    info[0] = first_nl - (buf[first_nl - 1] == b'\r')
+    info[3] = 0
+    info[4] = 0
+    return MSGIDX_NOBANNER
+
+
 # boundscheck off: every index is inside [p, e) with p <= e <= len(buf), checked by the
 # loop conditions; rows are written only while r < cap (cap = rows.shape[0]).
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t max_portions,
-                     bint closing, int64_t[:, ::1] rows, Py_ssize_t r0, Py_ssize_t cap,
+cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, const Py_ssize_t *nlp,
+                     Py_ssize_t nl, Py_ssize_t max_portions, bint closing,
+                     int64_t[:, ::1] rows, Py_ssize_t r0, Py_ssize_t cap,
                      int64_t *info) nogil:
-    """Index one message of length n at buf; rows from r0. info = [top_end, bot_start,
-    bot_end, nrows, nsections, stripped top start, stripped top end]. Return 0 (fast) or
-    1 (slow)."""
+    """Index one message of length n at buf (nl newlines, at the offsets nlp: the lines
+    are walked on them); rows from r0. info = [top_end,
+    bot_start, bot_end, nrows, nsections, stripped top start, stripped top end]. Return 0
+    (fast), 1 (slow), or for a message parse_text refuses at its banners, MSGIDX_MISMATCH
+    (the last line is not the first again; info[1:3] its span, info[5:7] the stripped
+    first line's, whose validity the caller checks) or MSGIDX_NOBANNER
+    (``_msgidx_no_banner``)."""
     cdef Py_ssize_t i, first_nl, last_nl, body_end, ls, le, lend, lim, close, r = r0
-    cdef Py_ssize_t nsec, nport, sec_portions, sb0 = 0, sb1 = 0, k
+    cdef Py_ssize_t nsec, nport, sec_portions, sb0 = 0, sb1 = 0, k, t
     cdef bint expect_banner
     cdef Py_ssize_t a0, a1, b0, b1, bot_start, bot_end, top_end
     cdef const void *hit
     if n < 5:
         return 1
-    # bytes: well-formed UTF-8 without refused characters, no control byte but \t \n,
-    # \r only before \n (msgidx_c_bad). The shape's bytes ('(', ')', '-', blanks, line
-    # ends) are ASCII, never part of a multi-byte character: offsets stay byte offsets
-    if msgidx_c_bad(buf, n):
+    # bytes (checked by the caller, msgidx_c_pre): well-formed UTF-8 without refused
+    # characters, no control byte but \t \n, \r only before \n. The shape's bytes ('(',
+    # ')', '-', blanks, line ends) are ASCII, never part of a multi-byte character:
+    # offsets stay byte offsets
+    if nl == 0:
         return 1
-    hit = memchr(buf, b'\n', n)
-    if hit == NULL:
+    first_nl = nlp[0]
+    if first_nl <= 0:
         return 1
-    first_nl = <const unsigned char *>hit - buf
-    if first_nl <= 0 or buf[0] == b'(':
-        return 1
-    body_end = n - 1 if buf[n - 1] == b'\n' else n
-    last_nl = body_end - 1
-    while last_nl >= 0 and buf[last_nl] != b'\n':
-        last_nl -= 1
+    if buf[0] == b'(':
+        return _msgidx_no_banner(buf, n, nl, first_nl, max_portions, info)
+    # the last '\n' before the body's end (a final '\n' ends the last line)
+    if buf[n - 1] == b'\n':
+        body_end = n - 1
+        last_nl = nlp[nl - 2] if nl >= 2 else -1
+    else:
+        body_end = n
+        last_nl = nlp[nl - 1]
     if last_nl <= first_nl:
         return 1
     # banners: top [0, top_end), bottom [last_nl+1, bot_end); stripped texts must be equal
@@ -267,6 +427,20 @@ cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t max_port
     while b1 > b0 and _msgidx_space(buf[b1 - 1]):
         b1 -= 1
     if a1 == a0 or a1 - a0 != b1 - b0 or memcmp(buf + a0, buf + b0, a1 - a0) != 0:
+        # parse_text's "banner-mismatch" when the first and last lines are its banners
+        # (neither blank; the first not blank-led, nor the start of JSON, XML or an
+        # array), some line between is not blank and the message has not too many lines
+        if (a1 > a0 and b1 > b0 and a0 == 0 and buf[0] != b'{' and buf[0] != b'<'
+                and buf[0] != b'[' and nl + 1 <= max_portions + MSGIDX_LINE_SLACK
+                and _msgidx_some_text(buf, first_nl + 1, last_nl)):
+            info[0] = top_end
+            info[1] = bot_start
+            info[2] = bot_end
+            info[3] = 0
+            info[4] = 0
+            info[5] = a0
+            info[6] = a1
+            return MSGIDX_MISMATCH
         return 1
     # the lines between the banners: portion lines, and tearline sections (a tearline,
     # the section's banner, its portion lines, optionally the section banner again)
@@ -275,9 +449,10 @@ cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t max_port
     nport = 0
     sec_portions = 0
     expect_banner = False
+    t = 1   # nlp[t]: the '\n' ending the line at ls (last_nl is one of them)
     while ls <= last_nl:
-        hit = memchr(buf + ls, b'\n', last_nl + 1 - ls)
-        le = <const unsigned char *>hit - buf     # never NULL: buf[last_nl] is '\n'
+        le = nlp[t]
+        t += 1
         lend = le - (le > ls and buf[le - 1] == b'\r')
         if r >= cap:
             return 1
@@ -289,13 +464,15 @@ cdef int _msgidx_one(const unsigned char *buf, Py_ssize_t n, Py_ssize_t max_port
                 lim = le
             # the first ')' (glibc's vectorised memchr: most marks are ~20 bytes long)
             hit = memchr(buf + ls + 1, b')', lim - ls - 1) if lim > ls + 1 else NULL
-            if hit == NULL:
-                return 1
-            close = <const unsigned char *>hit - buf
             rows[r, 0] = ls
-            rows[r, 1] = close + 1
             rows[r, 2] = lend
-            rows[r, 3] = 0
+            if hit == NULL:   # not closed: the parser's "portion-invalid" for the line
+                rows[r, 1] = lend
+                rows[r, 3] = MSGIDX_UNCLOSED
+            else:
+                close = <const unsigned char *>hit - buf
+                rows[r, 1] = close + 1
+                rows[r, 3] = 0
             r += 1
             nport += 1
             sec_portions += 1
@@ -492,19 +669,26 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
     ``banners``; a key not there is passed to ``on_mark(raw)`` / ``on_banner(raw)``,
     which return its id (negative: not valid), and is added. Returns ``(status, info,
     rowstart, rows, ids, bids, masks)``: per message ``status`` (int8, 0 fast: simple
-    shape, every mark and banner valid / 1 slow / 2 the simple shape without tearline
-    sections, banners valid, some portion marks not valid but at least one valid; its
-    rows are filled, the invalid marks' ids are -1) and ``info`` (int64 [n, 7]: top banner
-    end, bottom banner start and end, number of rows, number of tearline sections,
-    stripped top banner start and end); ``rowstart`` (int64 [n+1]) indexes ``rows``
-    (int64 [k, 4]: line start, mark end, line end (offsets within the message), kind: 0
-    portion, 1 tearline, 2 section banner, 3 closing banner) and ``ids`` (int32 [k]: the
-    mark id of a portion, the banner id of a section banner, -2 otherwise); ``bids``
-    (int32 [n]) the top banner's id; ``masks`` a list with, per fast message, the bit set
-    ``OR(1 << id)`` of its mark ids (a Python int, any size), else 0. The byte pass and
+    shape, every mark and banner valid / 1 slow / 2 the simple shape, banners valid,
+    some portion marks not valid but each section keeping a valid one; its rows are
+    filled, the invalid marks' ids are -1 / 3 parse_text's banner-mismatch: valid first
+    banner, a last line that differs (info[1:3] its span) / 4 parse_text's first finding
+    is that the first line, a portion mark, is no banner (info[0] its end) / 5 it is
+    that the message has fewer than three lines of text; 3, 4 and 5 have no rows and are
+    judged only when max_portions is the parser's) and ``info`` (int64
+    [n, 7]: top banner end, bottom banner start and end, number of rows, number of
+    tearline sections, stripped top banner start and end); ``rowstart`` (int64 [n+1])
+    indexes ``rows`` (int64 [k, 4]: line start, mark end, line end (offsets within the
+    message), kind: 0 portion, 1 tearline, 2 section banner, 3 closing banner, 4 (status
+    2 only) a portion line whose mark is not closed, its mark end the line end) and ``ids``
+    (int32 [k]: the mark id of a portion, the banner id of a section banner, -2
+    otherwise); ``bids`` (int32 [n]) the top banner's id (status 0, 2 and 3); ``masks`` a
+    list with, per fast message, the bit set ``OR(1 << id)`` of its mark ids (a Python
+    int, any size), else 0. The byte pass and
     the lookups of known keys run without the GIL."""
     cdef Py_ssize_t nmsg = len(datas)
     cdef Py_ssize_t i, j, r, cap, a, b, nmiss = 0, nbad, ngood
+    cdef bint kept
     cdef int v, pv
     cdef uint64_t small
     cdef const unsigned char *key
@@ -516,50 +700,83 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
     lens_a = np.empty(nmsg, dtype=np.intp)
     cdef size_t[::1] ptrs = ptrs_a
     cdef Py_ssize_t[::1] lens = lens_a
-    cap = 1   # at most one row per line
     for i in range(nmsg):
         d = datas[i]
         if type(d) is not bytes:
             raise TypeError("msgidx_index: every message must be bytes")
         ptrs[i] = <size_t>PyBytes_AS_STRING(d)
         lens[i] = PyBytes_GET_SIZE(d)
-        if lens[i]:
-            cap += msgidx_c_count_nl(<const unsigned char *>ptrs[i], lens[i])
+    # per message, whether its bytes pass (msgidx_c_pre), in one pass that also finds
+    # its newlines: they size the row table (at most one row per line of a passing
+    # message) and the lines are walked on them
+    okb_a = np.zeros(nmsg, dtype=np.int8)
+    nl0_a = np.zeros(nmsg + 1, dtype=np.intp)
+    cdef signed char[::1] okb = okb_a
+    cdef Py_ssize_t[::1] nl0 = nl0_a
+    cdef msgidx_nls nlv
+    cdef bint simd = _sc_use_simd > 0
+    cdef int rc
     status_a = np.ones(nmsg, dtype=np.int8)
     info_a = np.zeros((nmsg, 7), dtype=np.int64)
     rowstart_a = np.zeros(nmsg + 1, dtype=np.int64)
-    rows_a = np.empty((cap, 4), dtype=np.int64)
     bids_a = np.full(nmsg, -2, dtype=np.int32)
     small_a = np.zeros(nmsg, dtype=np.uint64)
     wide_a = np.zeros(nmsg, dtype=np.int8)
     cdef signed char[::1] status = status_a
     cdef int64_t[:, ::1] info = info_a
     cdef int64_t[::1] rowstart = rowstart_a
-    cdef int64_t[:, ::1] rows = rows_a
+    cdef int64_t[:, ::1] rows
     cdef int[::1] bids = bids_a
     cdef uint64_t[::1] smalls = small_a
     cdef signed char[::1] wide = wide_a
-    r = 0
-    with nogil:
-        for i in range(nmsg):
-            rowstart[i] = r
-            if lens[i] and _msgidx_one(<const unsigned char *>ptrs[i], lens[i],
-                                       max_portions, closing, rows, r, cap,
-                                       &info[i, 0]) == 0:
-                status[i] = 0
-                r += info[i, 3]
-        rowstart[nmsg] = r
+    nlv.a = NULL
+    nlv.n = 0
+    nlv.cap = 0
+    try:
+        with nogil:
+            for i in range(nmsg):
+                nl0[i] = nlv.n
+                if lens[i]:
+                    if simd:
+                        okb[i] = not msgidx_c_pre512(<const unsigned char *>ptrs[i],
+                                                     lens[i], &nlv)
+                    else:
+                        okb[i] = not msgidx_c_pre(<const unsigned char *>ptrs[i], lens[i],
+                                                  &nlv)
+            nl0[nmsg] = nlv.n
+        cap = nlv.n + 1
+        rows_a = np.empty((cap, 4), dtype=np.int64)
+        rows = rows_a
+        r = 0
+        with nogil:
+            for i in range(nmsg):
+                rowstart[i] = r
+                if okb[i]:
+                    rc = _msgidx_one(<const unsigned char *>ptrs[i], lens[i],
+                                     nlv.a + nl0[i], nl0[i + 1] - nl0[i], max_portions,
+                                     closing, rows, r, cap, &info[i, 0])
+                    if rc == 1:
+                        rc = _msgidx_few_lines(<const unsigned char *>ptrs[i], lens[i],
+                                               nl0[i + 1] - nl0[i], max_portions)
+                    status[i] = rc
+                    if rc == 0:
+                        r += info[i, 3]
+            rowstart[nmsg] = r
+    finally:
+        free(nlv.a)
     ids_a = np.full(r, -2, dtype=np.int32)
     cdef int[::1] ids = ids_a
     # known keys without the GIL; misses are counted and resolved below
     with nogil:
         for i in range(nmsg):
-            if status[i]:
+            if status[i] and status[i] != MSGIDX_MISMATCH:
                 continue
             base = <const unsigned char *>ptrs[i]
             v = banners.lookup(base + info[i, 5], info[i, 6] - info[i, 5])
             bids[i] = v
             nmiss += v == MSGIDX_MISSING
+            if status[i]:
+                continue   # MSGIDX_MISMATCH: only its first line, valid or not, matters
             pk = NULL      # the previous portion's mark: most portions repeat it, and
             pn = -1        # comparing a few bytes is cheaper than hashing and probing
             pv = MSGIDX_MISSING
@@ -588,7 +805,7 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
                 nmiss += v == MSGIDX_MISSING
     if nmiss:
         for i in range(nmsg):
-            if status[i]:
+            if status[i] and status[i] != MSGIDX_MISMATCH:
                 continue
             base = <const unsigned char *>ptrs[i]
             if bids[i] == MSGIDX_MISSING:
@@ -596,6 +813,8 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
                 v = on_banner(raw)
                 banners.insert(raw, v)
                 bids[i] = v
+            if status[i]:
+                continue
             for j in range(rowstart[i], rowstart[i + 1]):
                 if ids[j] != MSGIDX_MISSING:
                     continue
@@ -615,6 +834,10 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
     # validity and bit sets
     with nogil:
         for i in range(nmsg):
+            if status[i] == MSGIDX_MISMATCH:
+                if bids[i] < 0:
+                    status[i] = 1   # an invalid first banner: parse_text says so first
+                continue
             if status[i]:
                 continue
             if bids[i] < 0:
@@ -622,13 +845,19 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
                 continue
             small = 0
             nbad = 0
-            ngood = 0
+            ngood = 0     # valid portions in the current section
+            kept = True   # every section so far keeps a valid portion
             for j in range(rowstart[i], rowstart[i + 1]):
                 v = ids[j]
                 if rows[j, 3] == 2 and v < 0:
                     status[i] = 1
                     break
-                if rows[j, 3] == 0:
+                if rows[j, 3] == 1:
+                    kept = kept and ngood > 0
+                    ngood = 0
+                elif rows[j, 3] == MSGIDX_UNCLOSED:
+                    nbad += 1
+                elif rows[j, 3] == 0:
                     if v < 0:
                         nbad += 1
                         continue
@@ -639,9 +868,10 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
                         wide[i] = 1
             smalls[i] = small
             if nbad and not status[i]:
-                # invalid marks only, in one section that keeps a valid portion: the
-                # parser's findings are exactly one per invalid mark (MSGIDX_BAD_MARKS)
-                status[i] = MSGIDX_BAD if info[i, 4] == 0 and ngood else 1
+                # invalid marks only, every section keeping a valid portion (before its
+                # tearline or closing banner, as the parser counts them): the parser's
+                # findings are exactly one per invalid mark (MSGIDX_BAD_MARKS)
+                status[i] = MSGIDX_BAD if kept and ngood else 1
     masks = [0] * nmsg
     for i in range(nmsg):
         if status[i]:
@@ -655,6 +885,43 @@ def msgidx_index(list datas, Py_ssize_t max_portions, bint closing, MsgIdxTable 
         else:
             masks[i] = smalls[i]
     return status_a, info_a, rowstart_a, rows_a, ids_a, bids_a, masks
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def msgidx_offsets(datas):
+    """int64 [n + 1]: 0, then the running total of the lengths of the n byte strings
+    ``datas`` (a sequence): string i of their concatenation is ``[offsets[i],
+    offsets[i+1])``. (``np.cumsum`` of a list of lengths cost ~10 times more per batch.)"""
+    cdef Py_ssize_t n = len(datas), i
+    cdef int64_t t = 0
+    out_a = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] out = out_a
+    out[0] = 0
+    for i in range(n):
+        t += len(datas[i])
+        out[i + 1] = t
+    return out_a
+
+
+def msgidx_precheck(const unsigned char[::1] buf):
+    """``(refused, offsets)`` of the index's first look at ``buf`` on the path
+    ``scan_simd()`` selects (refused: a byte no simple report carries; offsets: of its
+    newlines, none then)."""
+    cdef msgidx_nls nlv
+    cdef int bad = 0
+    nlv.a = NULL
+    nlv.n = 0
+    nlv.cap = 0
+    try:
+        if buf.shape[0]:
+            if _sc_use_simd > 0:
+                bad = msgidx_c_pre512(&buf[0], buf.shape[0], &nlv)
+            else:
+                bad = msgidx_c_pre(&buf[0], buf.shape[0], &nlv)
+        return bool(bad), [nlv.a[i] for i in range(nlv.n)]
+    finally:
+        free(nlv.a)
 
 
 @cython.boundscheck(False)

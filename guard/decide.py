@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from guard._core import SlotMaker, msgidx_ignorable, msgidx_real_matches
+from guard._core import SlotMaker, msgidx_ignorable, msgidx_offsets, msgidx_real_matches
 from guard.findings import Finding
 from guard.markings import Marking, check_banner, classification_rank, releasable
 from guard.messages import BatchIndex, MarkIndex, Message, parse_mark, parse_message
@@ -323,8 +323,7 @@ class ScanStage(Stage):
                         and all(t is d for t, d in zip(texts, batch.datas, strict=True))):
                     buf, offsets = batch.buf, batch.offsets  # the same bytes: no second copy
                 else:
-                    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-                    np.cumsum([len(t) for t in texts], out=offsets[1:])
+                    offsets = msgidx_offsets(texts)
                     buf = b"".join(texts)
                 res = self.scanner.scan_batch(buf, offsets)
                 flags = res.flags.tolist()
@@ -366,14 +365,15 @@ def _real_matches(live: Sequence[_Ctx], res: Any) -> list[int]:
             batch, sel[i] = c.ix
     if batch is None:
         return sel
-    n = len(batch.datas)
-    back = np.full(len(live), -1, dtype=np.int64)
-    back[:] = sel
-    counts = msgidx_real_matches(back, batch.status, batch.info, batch.rowstart, batch.rows,
+    counts = msgidx_real_matches(np.array(sel, dtype=np.int64), batch.status, batch.info,
+                                 batch.rowstart, batch.rows,
                                  np.ascontiguousarray(res.msg, dtype=np.int32),
                                  np.ascontiguousarray(res.start, dtype=np.int64),
                                  np.ascontiguousarray(res.end, dtype=np.int64)).tolist()
-    return [counts[k] if 0 <= k < n and sel[i] >= 0 else -1 for i, k in enumerate(sel)]
+    # one count per indexed message (the core checked every sel[i] < len(counts)); -1
+    # for a message not selected: counts[-1] after the append
+    counts.append(-1)
+    return [counts[k] for k in sel]
 
 
 class _Rows:
@@ -642,7 +642,7 @@ class DecideStage(Stage):
         alone or the message blocked (``_withhold``); every other message takes ``run``,
         which explains what it finds."""
         now = time.perf_counter()  # the budget is checked between stages
-        name, banner_ok = self.name, self.banner_ok
+        name, banner_ok, fitted = self.name, self.banner_ok, self._banner_ok
         last: BatchIndex | None = None  # the batch of the previous message, and ...
         w = 0                           # ... the bit set of its withheld mark ids
         try:
@@ -660,8 +660,13 @@ class DecideStage(Stage):
                     if now > ctx.deadline:
                         raise TimeoutError("the time budget ran out before stage 'decide'")
                     batch, k = ix
-                    if (batch.generation == batch.marks.generation
-                            and banner_ok(batch, k)):
+                    gen = batch.generation
+                    # banner_ok's verdict, looked up here first for the common message:
+                    # one section, a banner already judged with the same marks
+                    ok = (None if batch.sections and batch.sections[k] else
+                          fitted.get((gen, batch.banners[k] or "", batch.masks[k])))
+                    if gen == batch.marks.generation and (ok or (ok is None
+                                                                 and banner_ok(batch, k))):
                         if batch is not last:
                             last, w = batch, self.withheld_mask(batch)
                         withheld = batch.masks[k] & w
@@ -800,14 +805,22 @@ class DecideStage(Stage):
         lane_hits: dict[int, set[str]] = {}
         lanes, specs, encoded = self.lanes, self.specs, self.encoded
         for mt in matches:
-            i = bisect_right(starts, mt.start) - 1
-            if i >= 0 and mt.start < ends[i]:
-                if mt.end <= mark_ends[i]:
+            ms, me = mt.start, mt.end
+            i = bisect_right(starts, ms) - 1
+            if i >= 0 and ms < ends[i]:
+                if me <= mark_ends[i]:
                     continue
             else:
                 i = -1
-                if any(s <= mt.start and mt.end <= e for s, e in other):
-                    continue  # inside a banner line
+                # inside a banner line? (a loop: a generator per match cost more; most
+                # matches outside portions are banner words)
+                inside = False
+                for s, e in other:
+                    if s <= ms and me <= e:
+                        inside = True
+                        break
+                if inside:
+                    continue
             if mt.kind == "encoded":
                 hits.append((i, encoded, mt))
                 continue

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from guard._core import MsgIdxRows, MsgIdxTable, SlotMaker, msgidx_index
+from guard._core import MsgIdxRows, MsgIdxTable, SlotMaker, msgidx_index, msgidx_offsets
 from guard.findings import Finding
 from guard.markings import Marking, ParseResult, parse, recognize_portions, render_banner
 
@@ -481,9 +481,7 @@ class BatchIndex:
             datas = [d if type(d) is bytes else bytes(d) for d in datas]
         self.datas = datas
         self.marks = marks
-        lens = [len(d) for d in datas]
-        self.offsets = np.zeros(len(datas) + 1, dtype=np.int64)
-        np.cumsum(lens, out=self.offsets[1:])
+        self.offsets = msgidx_offsets(datas)
         self._buf: bytes | None = None
         with marks.lock:
             marks.reset_if_full()
@@ -526,10 +524,26 @@ class BatchIndex:
 
     def bad_mark_findings(self, k: int) -> list[Finding] | None:
         """What ``parse_message`` finds in message k when the index saw the simple shape
-        without tearline sections, valid banners, at least one valid portion mark and
-        some not valid (status 2): one ``portion-invalid`` finding per invalid mark, in
-        order. None for any other message."""
-        if int(self.status[k]) != 2:
+        with valid banners and some portion marks not valid or not closed, each section
+        keeping a valid one (status 2): one ``portion-invalid`` finding per such mark, in
+        order; or, where the parser stops at one ``banner-*`` finding: its first banner
+        valid and its last line another (status 3), its first line a portion mark (4), or
+        fewer than three lines of text (5). None for any other message. (The index must
+        have been made with the parser's ``max_portions``: it bounds the lines of a
+        message the parser reads.)"""
+        status = int(self.status[k])
+        if status == 3:
+            z0, z1 = self.info[k, 1:3].tolist()
+            return [_finding("banner-mismatch", "the last line must repeat the banner of "
+                             "the first line exactly", z0, z1)]
+        if status == 4:
+            return [_finding("banner-missing", "the first line is a portion mark, not a "
+                             "banner line", 0, int(self.info[k, 0]))]
+        if status == 5:
+            return [_finding("banner-missing", "a report needs a banner line, at least one "
+                             "portion-marked paragraph and the banner again as its last "
+                             "line", 0, len(self.datas[k]))]
+        if status != 2:
             return None
         data = self.datas[k]
         lo, hi = self.rowstart[k:k + 2].tolist()
@@ -538,10 +552,13 @@ class BatchIndex:
         # only the rows of invalid marks (negative ids, few) are read out of the array
         for j, i in enumerate(self.ids[lo:hi].tolist(), lo):
             if i < 0:
-                s, me, _e, kind = rows[j].tolist()
+                s, me, e, kind = rows[j].tolist()
                 if kind == 0:
                     raw = data[s + 1:me - 1]
                     out.append(_invalid_mark(_pcache.get(raw) or _portion_mark(raw), s, me))
+                elif kind == 4:  # no ')' to close the mark
+                    out.append(_finding("portion-invalid", "the portion mark is not closed "
+                                        "by ')'", s, e))
         return out
 
     def fast(self, k: int) -> bool:

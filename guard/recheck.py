@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from guard._core import msgidx_acting_matches
+from guard._core import msgidx_acting_matches, msgidx_offsets
 from guard.findings import Finding
 from guard.markings import (
     Marking,
@@ -194,12 +194,12 @@ class Rechecker:
         res = next((p[0] for p in prior if p is not None), None)
         if res is None or res.scanner is not twin:
             return None, {}
-        flags, sizes = res.flags, res.sizes
+        flags, sizes = res.flags.tolist(), res.sizes.tolist()  # (numpy scalars cost more)
         out: dict[int, int] = {}
         for k, p in enumerate(prior):
             if p is not None and p[0] is res:
                 i = p[1]
-                if not flags[i] and int(sizes[i]) == len(outputs[k]):
+                if not flags[i] and sizes[i] == len(outputs[k]):
                     out[k] = i
         return res, out
 
@@ -235,9 +235,7 @@ class Rechecker:
         ``rows``, ascending): the others joined and scanned here (the index read the
         outputs in place: only these are copied)."""
         n, m = len(texts), len(texts) - len(rows)
-        offsets = np.zeros(m + 1, dtype=np.int64)
-        np.cumsum([len(t) for t in texts[:m]], out=offsets[1:])
-        new = self.scanner.scan_batch(b"".join(texts[:m]), offsets)
+        new = self.scanner.scan_batch(b"".join(texts[:m]), msgidx_offsets(texts[:m]))
         where = np.full(len(old.sizes), -1, dtype=np.int32)
         where[np.asarray(rows, dtype=np.int64)] = np.arange(m, n, dtype=np.int32)
         to = where[old.msg]
@@ -275,8 +273,7 @@ class Rechecker:
             if all(fast):  # every text is its output: scan the index's copy
                 buf, offsets = ix.buf, ix.offsets
             else:
-                offsets = np.zeros(n + 1, dtype=np.int64)
-                np.cumsum([len(t) for t in texts], out=offsets[1:])
+                offsets = msgidx_offsets(texts)
                 buf = b"".join(texts)
             res = self.scanner.scan_batch(buf, offsets)
         flags = res.flags.tolist()

@@ -1,5 +1,6 @@
-"""``build_lines`` slices runs of adjacent kept lines at once: its output must be the
-line-by-line reference (each span joined by '\\n' under the banner) for any spans."""
+"""``build_lines`` and ``build_text`` slice runs of adjacent kept lines at once: their
+output must be the line-by-line reference (each span, with its cuts, joined by '\\n'
+under the banners) for any spans."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guard.markings import parse, render_banner, rollup
-from guard.redact import build_lines
+from guard.messages import TEARLINE
+from guard.redact import Plan, _cut, build_lines, build_text
 
 MARKS = ["S//REL TO USA, FVEY", "U"]
 
@@ -39,3 +41,38 @@ def test_build_lines_matches_line_by_line(case: tuple[bytes, list[tuple[int, int
     markings = [parse(m, "portion").marking for m in MARKS]
     out, _banner = build_lines(text, lines, MARKS, markings)
     assert out == _reference(text, lines)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_report(), st.data())
+def test_build_text_matches_line_by_line(case: tuple[bytes, list[tuple[int, int]]],
+                                         data: st.DataObject) -> None:
+    """``build_text`` slices runs of adjacent uncut lines at once too: its output must be
+    each portion's line (with its cuts) joined by '\\n', per section, under the banners."""
+    text, spans = case
+    n = len(spans)
+    mark_of = data.draw(st.lists(st.sampled_from([0, 1]), min_size=n, max_size=n))
+    marks = [MARKS[m] for m in mark_of]
+    markings = [parse(m, "portion").marking for m in marks]
+    split = data.draw(st.integers(0, n))
+    sections = [list(range(split)), list(range(split, n))]
+    cuts = {}
+    for i in data.draw(st.lists(st.sampled_from(range(n)), max_size=3)):
+        s, e = spans[i]
+        a = data.draw(st.integers(s, e))
+        cuts[i] = [(a, data.draw(st.integers(a, e + 2)))]
+    out, banner = build_text(text, Plan(sections, cuts), [s for s, _ in spans],
+                             [e for _, e in spans], marks, markings)
+    kept = [i for sec in sections for i in sec]
+    if not kept:
+        return
+    head = render_banner(rollup([markings[i] for i in kept])).encode()
+    lines = [head]
+    for k, sec in enumerate(s for s in sections if s):
+        if k:
+            lines += [TEARLINE, render_banner(rollup([markings[i] for i in sec])).encode()]
+        for i in sec:
+            s, e = spans[i]
+            lines.append(_cut(text[s:e], s, cuts[i]) if i in cuts else text[s:e])
+    assert out == b"\n".join([*lines, head]) + b"\n"
+    assert banner == head.decode()
