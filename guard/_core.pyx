@@ -14,7 +14,8 @@ concept stays small and readable:
   map back to the original bytes (the C twin of ``guard.normalize.fold``);
 - ``_message.pxi``: indexing batches of messages (banner, portion lines and interned
   portion marks) for the decision pipeline and its independent re-check;
-- ``_capture.pxi``: decoding a capture block's records into lists in one pass.
+- ``_capture.pxi``: decoding a capture block's records into lists in one pass, and the
+  task counter a replay's forked workers share.
 """
 
 include "_portions.pxi"

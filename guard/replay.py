@@ -28,6 +28,7 @@ import contextlib
 import ctypes
 import gc
 import hashlib
+import mmap
 import multiprocessing
 import os
 import pickle
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guard._core import shared_fetch_add
 from guard.capture import (
     BlockInfo,
     BlockReader,
@@ -575,7 +577,7 @@ def _run_pool(fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
             with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
                                      initializer=_init, initargs=(policies, wanted, slot)) as pool:
                 return list(pool.map(fn, tasks))
-        return _run_forked(ctx, fn, tasks, policies, workers, wanted, flush)
+        return _run_forked(fn, tasks, policies, workers, wanted, flush)
     except BrokenProcessPool as exc:
         raise ReplayError(f"a replay worker died: {exc}") from None
     finally:
@@ -595,12 +597,7 @@ def _drain() -> list[tuple[int, Any]]:
     fn, tasks, nxt, flush = _DRAIN["fn"], _DRAIN["tasks"], _DRAIN["next"], _DRAIN["flush"]
     _STATE["carry_over"] = flush is not None
     out: list[tuple[int, Any]] = []
-    while True:
-        with nxt.get_lock():
-            k = nxt.value
-            if k >= len(tasks):
-                break
-            nxt.value = k + 1
+    while (k := shared_fetch_add(nxt)) < len(tasks):
         out.append((k, fn(tasks[k])))
     last = flush() if flush is not None else None
     if last is not None:
@@ -608,7 +605,7 @@ def _drain() -> list[tuple[int, Any]]:
     return out
 
 
-def _run_forked(ctx: Any, fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
+def _run_forked(fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
                 wanted: dict[str, list[str]] | None, flush: Any = None) -> list[Any]:
     """``fn`` over ``tasks`` on this process and ``workers - 1`` forked children, all
     taking tasks from one shared counter. This process works too: it is warm (its
@@ -619,12 +616,11 @@ def _run_forked(ctx: Any, fn: Any, tasks: list[Any], policies: dict[str, str], w
     The children are plain forks, each sending back its pickled results through a pipe
     of its own: a process pool took ~7 ms to start them and ~3 ms to shut down (its
     queues, feeder and manager threads), with the other core idle."""
-    nxt = ctx.Value("i", 0)
+    nxt = mmap.mmap(-1, 8)  # the next task: an integer shared with the children
     _DRAIN.update(fn=fn, tasks=tasks, next=nxt, flush=flush)
 
     def stop() -> None:  # the others end after their current task
-        with nxt.get_lock():
-            nxt.value = len(tasks)
+        shared_fetch_add(nxt, len(tasks))
 
     me, others = _cores()  # this process keeps its core; each child takes another
     got: list[tuple[int, Any]] = []
