@@ -48,7 +48,6 @@ from guard.capture import (
     BlockReader,
     CaptureError,
     CaptureIndex,
-    read_block_records,
     scan_capture,
 )
 from guard.decide import Decision, Pipeline
@@ -859,16 +858,17 @@ def _audit_chunk(task: tuple[str, list[BlockInfo]]) -> list[tuple[str, str, str,
         out.extend((mid, hashlib.sha256(p).hexdigest(), sha, d.verdict)
                    for (mid, p), d in zip(items, ds, strict=True))
 
-    for block in blocks:
-        recs = read_block_records(path, block)
-        for mid, payload in zip(recs.ids, recs.payloads, strict=True):
-            for sha in wanted.get(mid, ()):
-                pending.setdefault(sha, []).append((mid, payload))
-        for sha, items in pending.items():
-            full = len(items) // BATCH * BATCH
-            if full:
-                run(sha, items[:full])
-                del items[:full]
+    with BlockReader(path) as reader:
+        for block in blocks:
+            recs = reader.read(block)
+            for mid, payload in zip(recs.ids, recs.payloads, strict=True):
+                for sha in wanted.get(mid, ()):
+                    pending.setdefault(sha, []).append((mid, payload))
+            for sha, items in pending.items():
+                full = len(items) // BATCH * BATCH
+                if full:
+                    run(sha, items[:full])
+                    del items[:full]
     for sha, items in pending.items():
         if items:
             run(sha, items)
@@ -892,11 +892,12 @@ def audit_replay(capture: str | os.PathLike[str], audit_dirs: Sequence[str | os.
         out.problems.append(f"capture: {idx.torn}")
     # message ids in the capture, without decoding payload twice later
     captured: set[str] = set()
-    for b in idx.blocks:
-        try:
-            captured.update(read_block_records(idx.path, b).ids)
-        except CaptureError as exc:
-            raise ReplayError(str(exc)) from None
+    try:
+        with BlockReader(idx.path) as reader:
+            for b in idx.blocks:
+                captured.update(reader.read(b).ids)
+    except CaptureError as exc:
+        raise ReplayError(str(exc)) from None
     records: dict[str, list[tuple[str, str, str]]] = {}   # mid -> [(policy, input, verdict)]
     for d in audit_dirs:
         rep = analyse(d, None, allow_tail=True)
