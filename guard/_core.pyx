@@ -13,7 +13,9 @@ concept stays small and readable:
 - ``_fold.pxi``: folding bodies that are not pure ASCII to their Latin skeleton with a
   map back to the original bytes (the C twin of ``guard.normalize.fold``);
 - ``_message.pxi``: indexing batches of messages (banner, portion lines and interned
-  portion marks) for the decision pipeline and its independent re-check.
+  portion marks) for the decision pipeline and its independent re-check;
+- ``_capture.pxi``: decoding a capture block's records into lists in one pass, and the
+  task counter a replay's forked workers share.
 """
 
 include "_portions.pxi"
@@ -21,3 +23,4 @@ include "_fold.pxi"
 include "_scan.pxi"
 include "_audit.pxi"
 include "_message.pxi"
+include "_capture.pxi"

@@ -28,9 +28,10 @@ replay can hand whole blocks to worker processes by file offset, and a block can
 be checked (CRC-32) and decoded on its own.
 
 A replay reads blocks with ``read_block_records`` (parallel lists, no object per
-message: records located in one pass of the Cython core, zlib inflated by the system's
-libdeflate when present); any block that pass does not fully understand goes through
-the reference decoder, so validation and error messages are the same.
+message: records checked and copied out in one pass of the Cython core, zlib inflated
+by the system's libdeflate when present); any block that pass does not fully
+understand goes through the reference decoder, so validation and error messages are
+the same.
 
 Loading validates everything: a damaged header is rejected (``CaptureError``); a
 block that fails its checks *in the middle* of the file is rejected too (fail
@@ -56,12 +57,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guard._core import capture_locate, capture_slices
+from guard._core import capture_records
 
 __all__ = [
     "MAGIC",
     "VERSION",
     "BlockInfo",
+    "BlockReader",
     "BlockRecords",
     "CaptureError",
     "CaptureIndex",
@@ -527,33 +529,53 @@ class BlockRecords:
 
 
 def decode_block_records(head: bytes, stored: bytes) -> BlockRecords:
-    """``decode_block`` as parallel lists. The records are located in one pass of the
-    Cython core; a block that pass does not fully understand (damage, non-ASCII
-    strings) goes through ``decode_block``, which explains what is wrong."""
+    """``decode_block`` as parallel lists. The records are checked and copied out in one
+    pass of the Cython core; a block that pass does not fully understand (damage,
+    non-ASCII strings) goes through ``decode_block``, which explains what is wrong."""
     # the inflated bytes are read where libdeflate wrote them (no copy of the block):
-    # every id, flow and payload kept is a copy made by capture_slices or the decoder
+    # every id, flow and payload kept is a copy made by capture_records or the decoder
     raw, count = _raw_block(head, stored, view=True)
-    got = capture_locate(raw, count)
+    got = capture_records(raw, count)
     if got is None:
         ms = _decode_records(bytes(raw), count)
         return BlockRecords([m.message_id for m in ms], [m.flow for m in ms],
                             [m.payload for m in ms], [m.time for m in ms])
-    times, spans = got
-    ids, flows, payloads = capture_slices(raw, spans)
-    return BlockRecords(ids, flows, payloads, times.tolist())
+    return BlockRecords(*got)
 
 
 def read_block_records(path: str | os.PathLike[str], block: BlockInfo) -> BlockRecords:
     """Decode one block of a capture as parallel lists (``decode_block_records``)."""
-    with Path(path).open("rb") as fh:
-        fh.seek(block.offset)
-        data = fh.read(block.size)
-    try:
-        if len(data) < _BLOCK.size:
-            raise CaptureError("block cut short")
-        return decode_block_records(data[:_BLOCK.size], data[_BLOCK.size:])
-    except CaptureError as exc:
-        raise CaptureError(f"{path}: block at offset {block.offset}: {exc}") from None
+    with BlockReader(path) as reader:
+        return reader.read(block)
+
+
+class BlockReader:
+    """A capture kept open to decode its blocks one at a time (``read_block_records``
+    without opening the file again for every block). Context manager."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        # kept open across calls (closed by close()); unbuffered: each block is one pread
+        self._fh = open(path, "rb", buffering=0)  # noqa: SIM115
+
+    def read(self, block: BlockInfo) -> BlockRecords:
+        """Decode ``block`` as parallel lists (``decode_block_records``)."""
+        data = os.pread(self._fh.fileno(), block.size, block.offset)
+        try:
+            if len(data) < _BLOCK.size:
+                raise CaptureError("block cut short")
+            return decode_block_records(data[:_BLOCK.size], data[_BLOCK.size:])
+        except CaptureError as exc:
+            raise CaptureError(f"{self.path}: block at offset {block.offset}: {exc}") from None
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> BlockReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_block(path: str | os.PathLike[str], block: BlockInfo) -> list[CapturedMessage]:

@@ -6,7 +6,8 @@ chunks (shrinking towards the end, so that the workers finish together); the
 parent compiles one ``Pipeline`` per policy and warms it (``Pipeline.warm``)
 before forking, then decides chunks itself alongside its forked children, which
 inherit the pipelines; all take the next chunk from one shared counter and decide
-it with ``decide_batch``. Workers read their blocks from the file themselves, so
+it with ``decide_batch`` in full batches (what a chunk leaves short of one waits for
+the worker's next chunk). Workers read their blocks from the file themselves, so
 payloads never cross a pipe, and send back only aggregates plus the messages whose
 outcome changed. The result feeds ``guard.report``.
 
@@ -27,6 +28,7 @@ import contextlib
 import ctypes
 import gc
 import hashlib
+import mmap
 import multiprocessing
 import os
 import pickle
@@ -40,11 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guard._core import shared_fetch_add
 from guard.capture import (
     BlockInfo,
+    BlockReader,
     CaptureError,
     CaptureIndex,
-    read_block_records,
     scan_capture,
 )
 from guard.decide import Decision, Pipeline
@@ -348,59 +351,130 @@ def _pipes() -> dict[str, Pipeline]:
 
 
 def _decide(pipe: Pipeline, payloads: list[bytes], ids: list[str]) -> list[Decision]:
+    """Decide in batches of about ``BATCH`` (a multiple of it: exactly; otherwise equal
+    batches of BATCH / 2 to 3 * BATCH / 2, never a small one left at the end)."""
+    n = len(payloads)
+    if not n:
+        return []
+    size = -(-n // max(1, round(n / BATCH)))
     out: list[Decision] = []
-    for i in range(0, len(payloads), BATCH):
-        out += pipe.decide_batch(payloads[i:i + BATCH], ids[i:i + BATCH])
+    for i in range(0, n, size):
+        out += pipe.decide_batch(payloads[i:i + size], ids[i:i + size])
     return out
 
 
 def _compare_chunk(task: tuple[str, list[BlockInfo], str, str | None,
                                frozenset[str] | None]) -> dict[str, Any]:
-    """Decide one chunk under NEW (and OLD); aggregates and the changed messages.
+    """Decide one chunk under NEW (and OLD); aggregates and the changed messages of
+    what was decided. Fewer than ``BATCH`` selected messages are carried over to this
+    worker's next chunk (``_compare_flush`` decides what is left at the end).
 
     Block by block: a worker holds at most one block's messages plus fewer than
-    ``BATCH`` carried over from the blocks before."""
+    ``BATCH`` carried over from the blocks (and chunks) before."""
     with _no_gc():
         return _compare(*task)
 
 
-def _compare(path: str, blocks: list[BlockInfo], new_sha: str, old_sha: str | None,
-             flows: frozenset[str] | None) -> dict[str, Any]:
-    pipes = _pipes()
-    agg: dict[str, Any] = {
-        "messages": 0, "bytes": 0, "ca": Counter(), "cb": Counter(), "ra": Counter(),
-        "rb": Counter(), "fa": Counter(), "fb": Counter(), "changes": [],
-    }
-    # Messages are decided in full batches of BATCH across block boundaries: a block
-    # rarely holds a multiple of BATCH records (~257 at 4 KB), and the short batch
-    # left at each block's end cost as much as a few hundred messages (a batch's
-    # fixed cost: thread hand-off, batch index, scanner set-up).
-    payloads: list[bytes] = []
-    ids: list[str] = []
-    flows_of: list[str] = []
-    index: list[int] = []
-    for block in blocks:
-        recs = read_block_records(path, block)
+def _compare_flush() -> dict[str, Any] | None:
+    """Decide the messages this worker carried over from its last chunk (None if it took
+    no chunk)."""
+    carry: _Carry | None = _STATE.get("carry")
+    if carry is None:
+        return None
+    carry.close()
+    with _no_gc():
+        carry.decide(final=True)
+        return carry.take()
+
+
+def _new_agg() -> dict[str, Any]:
+    return {"messages": 0, "bytes": 0, "read": 0, "queued": 0, "ca": Counter(), "cb": Counter(),
+            "ra": Counter(), "rb": Counter(), "fa": Counter(), "fb": Counter(),
+            "changes": []}
+
+
+class _Carry:
+    """A worker's messages not decided yet, and the aggregates of those decided since the
+    last ``take``.
+
+    Messages are decided in full batches of BATCH across block and chunk boundaries: a
+    block rarely holds a multiple of BATCH records (~257 at 4 KB), and the short batch
+    left at each block's (or chunk's) end cost as much as a few hundred messages (a
+    batch's fixed cost: thread hand-off, batch index, scanner set-up)."""
+
+    __slots__ = ("agg", "flows_of", "ids", "index", "key", "new_sha", "old_sha",
+                 "payloads", "pipes", "reader")
+
+    def __init__(self, pipes: dict[str, Pipeline], new_sha: str, old_sha: str | None) -> None:
+        self.pipes, self.new_sha, self.old_sha = pipes, new_sha, old_sha
+        self.key = (new_sha, old_sha)
+        self.payloads: list[bytes] = []
+        self.ids: list[str] = []
+        self.flows_of: list[str] = []
+        self.index: list[int] = []
+        self.agg = _new_agg()
+        self.reader: BlockReader | None = None  # the capture, open while chunks come
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+    def add(self, path: str, block: BlockInfo, flows: frozenset[str] | None) -> None:
+        """Read ``block`` and queue its messages (those of ``flows``)."""
+        if self.reader is None or self.reader.path != path:
+            self.close()
+            self.reader = BlockReader(path)
+        recs = self.reader.read(block)
+        had = len(self.payloads)
         if flows is None:
-            payloads += recs.payloads
-            ids += recs.ids
-            flows_of += recs.flows
-            index += range(block.first, block.first + block.count)
+            self.payloads += recs.payloads
+            self.ids += recs.ids
+            self.flows_of += recs.flows
+            self.index += range(block.first, block.first + len(recs.ids))
         else:
             for k, f in enumerate(recs.flows):
                 if f in flows:
-                    payloads.append(recs.payloads[k])
-                    ids.append(recs.ids[k])
-                    flows_of.append(f)
-                    index.append(block.first + k)
-        full = len(payloads) // BATCH * BATCH
-        if full:
-            _compare_batch(pipes, new_sha, old_sha, payloads[:full], ids[:full],
-                           flows_of[:full], index[:full], agg)
-            del payloads[:full], ids[:full], flows_of[:full], index[:full]
-    if payloads:
-        _compare_batch(pipes, new_sha, old_sha, payloads, ids, flows_of, index, agg)
-    return agg
+                    self.payloads.append(recs.payloads[k])
+                    self.ids.append(recs.ids[k])
+                    self.flows_of.append(f)
+                    self.index.append(block.first + k)
+        self.agg["read"] += len(recs.ids)
+        self.agg["queued"] += len(self.payloads) - had
+
+    def decide(self, final: bool = False) -> None:
+        """Decide the queued messages in full batches (all of them when ``final``)."""
+        n = len(self.payloads) if final else len(self.payloads) // BATCH * BATCH
+        if n:
+            _compare_batch(self.pipes, self.new_sha, self.old_sha, self.payloads[:n],
+                           self.ids[:n], self.flows_of[:n], self.index[:n], self.agg)
+            del self.payloads[:n], self.ids[:n], self.flows_of[:n], self.index[:n]
+
+    def take(self) -> dict[str, Any]:
+        """The aggregates since the last ``take`` (then reset)."""
+        agg, self.agg = self.agg, _new_agg()
+        return agg
+
+
+def _compare(path: str, blocks: list[BlockInfo], new_sha: str, old_sha: str | None,
+             flows: frozenset[str] | None) -> dict[str, Any]:
+    carry: _Carry | None = _STATE.get("carry")
+    if carry is None or carry.key != (new_sha, old_sha):
+        if carry is not None:  # never mixes policies (one replay per worker's life)
+            raise ReplayError("a replay worker was handed chunks of two replays")
+        carry = _STATE["carry"] = _Carry(_pipes(), new_sha, old_sha)
+    for block in blocks:
+        carry.add(path, block, flows)
+        carry.decide()
+    # the end's single blocks leave nothing behind: when the chunks run out, what a
+    # worker still had to do would be unseen by the shared counter that balances them
+    # (up to BATCH - 1 messages, ~8 ms of one core). Without a flush (a process pool's
+    # worker), nothing may be left behind at all.
+    if len(blocks) == 1 or not _STATE.get("carry_over"):
+        carry.decide(final=True)
+    if not _STATE.get("carry_over"):
+        carry.close()
+    return carry.take()
 
 
 def _compare_batch(pipes: dict[str, Pipeline], new_sha: str, old_sha: str | None,
@@ -469,13 +543,18 @@ def _chunks(blocks: Sequence[BlockInfo], workers: int) -> list[list[BlockInfo]]:
 
 
 def _run_pool(fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
-              wanted: dict[str, list[str]] | None = None) -> list[Any]:
-    """``fn`` over ``tasks`` on ``workers`` processes (in this process for one);
-    ``ReplayError`` if a worker fails or dies: nothing is reported from a partial run."""
+              wanted: dict[str, list[str]] | None = None, flush: Any = None) -> list[Any]:
+    """``fn`` over ``tasks`` on ``workers`` processes (in this process for one), then, in
+    each process that ran some, ``flush()`` (when given: what ``fn`` left for it; its
+    results follow the tasks', None left out); ``ReplayError`` if a worker fails or
+    dies: nothing is reported from a partial run."""
     if workers <= 1 or len(tasks) <= 1:
         _init(policies, wanted)
         try:
-            return [fn(t) for t in tasks]
+            _STATE["carry_over"] = flush is not None
+            out = [fn(t) for t in tasks]
+            last = flush() if flush is not None else None
+            return out if last is None else [*out, last]
         finally:
             _STATE.clear()
     # fork: workers start at once, and the parent (the CLI) holds no lock a child needs
@@ -497,7 +576,7 @@ def _run_pool(fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
             with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
                                      initializer=_init, initargs=(policies, wanted, slot)) as pool:
                 return list(pool.map(fn, tasks))
-        return _run_forked(ctx, fn, tasks, policies, workers, wanted)
+        return _run_forked(fn, tasks, policies, workers, wanted, flush)
     except BrokenProcessPool as exc:
         raise ReplayError(f"a replay worker died: {exc}") from None
     finally:
@@ -512,20 +591,21 @@ _DRAIN: dict[str, Any] = {}
 
 def _drain() -> list[tuple[int, Any]]:
     """Take the next task (each exactly once, in order) until none is left; returns
-    (index, result) of each task done here."""
-    fn, tasks, nxt = _DRAIN["fn"], _DRAIN["tasks"], _DRAIN["next"]
+    (index, result) of each task done here, then (-1, result of ``flush``) when there is
+    a flush that has a result."""
+    fn, tasks, nxt, flush = _DRAIN["fn"], _DRAIN["tasks"], _DRAIN["next"], _DRAIN["flush"]
+    _STATE["carry_over"] = flush is not None
     out: list[tuple[int, Any]] = []
-    while True:
-        with nxt.get_lock():
-            k = nxt.value
-            if k >= len(tasks):
-                return out
-            nxt.value = k + 1
+    while (k := shared_fetch_add(nxt)) < len(tasks):
         out.append((k, fn(tasks[k])))
+    last = flush() if flush is not None else None
+    if last is not None:
+        out.append((-1, last))
+    return out
 
 
-def _run_forked(ctx: Any, fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
-                wanted: dict[str, list[str]] | None) -> list[Any]:
+def _run_forked(fn: Any, tasks: list[Any], policies: dict[str, str], workers: int,
+                wanted: dict[str, list[str]] | None, flush: Any = None) -> list[Any]:
     """``fn`` over ``tasks`` on this process and ``workers - 1`` forked children, all
     taking tasks from one shared counter. This process works too: it is warm (its
     heap, and the pipelines it compiled and warmed), where a child starts cold (its
@@ -535,12 +615,11 @@ def _run_forked(ctx: Any, fn: Any, tasks: list[Any], policies: dict[str, str], w
     The children are plain forks, each sending back its pickled results through a pipe
     of its own: a process pool took ~7 ms to start them and ~3 ms to shut down (its
     queues, feeder and manager threads), with the other core idle."""
-    nxt = ctx.Value("i", 0)
-    _DRAIN.update(fn=fn, tasks=tasks, next=nxt)
+    nxt = mmap.mmap(-1, 8)  # the next task: an integer shared with the children
+    _DRAIN.update(fn=fn, tasks=tasks, next=nxt, flush=flush)
 
     def stop() -> None:  # the others end after their current task
-        with nxt.get_lock():
-            nxt.value = len(tasks)
+        shared_fetch_add(nxt, len(tasks))
 
     me, others = _cores()  # this process keeps its core; each child takes another
     got: list[tuple[int, Any]] = []
@@ -568,7 +647,7 @@ def _run_forked(ctx: Any, fn: Any, tasks: list[Any], policies: dict[str, str], w
         raise
     for res in _collect(children):
         got += res
-    if sorted(k for k, _ in got) != list(range(len(tasks))):
+    if sorted(k for k, _ in got if k >= 0) != list(range(len(tasks))):
         raise ReplayError("the replay workers did not decide every chunk exactly once")
     return [r for _, r in sorted(got, key=lambda kr: kr[0])]
 
@@ -675,7 +754,7 @@ def replay(capture: str | os.PathLike[str], new: str | os.PathLike[str],
     t0 = time.perf_counter()
     _LOADED.update({p.sha256: p for p in (pn, po) if p is not None})
     try:
-        parts = _run_pool(_compare_chunk, tasks, policies, workers)
+        parts = _run_pool(_compare_chunk, tasks, policies, workers, flush=_compare_flush)
     except CaptureError as exc:
         raise ReplayError(str(exc)) from None
     finally:
@@ -695,6 +774,10 @@ def replay(capture: str | os.PathLike[str], new: str | os.PathLike[str],
         res.rules_after.update(part["fa"])
         res.rules_before.update(part["fb"])
         res.changes += part["changes"]
+    # every message read exactly once, and every one queued decided (none left carried)
+    if (sum(p["read"] for p in parts) != idx.messages
+            or sum(p["queued"] for p in parts) != res.messages):
+        raise ReplayError("the replay workers did not decide every message exactly once")
     res.changes.sort(key=lambda c: c.index)
     return res
 
@@ -775,16 +858,17 @@ def _audit_chunk(task: tuple[str, list[BlockInfo]]) -> list[tuple[str, str, str,
         out.extend((mid, hashlib.sha256(p).hexdigest(), sha, d.verdict)
                    for (mid, p), d in zip(items, ds, strict=True))
 
-    for block in blocks:
-        recs = read_block_records(path, block)
-        for mid, payload in zip(recs.ids, recs.payloads, strict=True):
-            for sha in wanted.get(mid, ()):
-                pending.setdefault(sha, []).append((mid, payload))
-        for sha, items in pending.items():
-            full = len(items) // BATCH * BATCH
-            if full:
-                run(sha, items[:full])
-                del items[:full]
+    with BlockReader(path) as reader:
+        for block in blocks:
+            recs = reader.read(block)
+            for mid, payload in zip(recs.ids, recs.payloads, strict=True):
+                for sha in wanted.get(mid, ()):
+                    pending.setdefault(sha, []).append((mid, payload))
+            for sha, items in pending.items():
+                full = len(items) // BATCH * BATCH
+                if full:
+                    run(sha, items[:full])
+                    del items[:full]
     for sha, items in pending.items():
         if items:
             run(sha, items)
@@ -808,11 +892,12 @@ def audit_replay(capture: str | os.PathLike[str], audit_dirs: Sequence[str | os.
         out.problems.append(f"capture: {idx.torn}")
     # message ids in the capture, without decoding payload twice later
     captured: set[str] = set()
-    for b in idx.blocks:
-        try:
-            captured.update(read_block_records(idx.path, b).ids)
-        except CaptureError as exc:
-            raise ReplayError(str(exc)) from None
+    try:
+        with BlockReader(idx.path) as reader:
+            for b in idx.blocks:
+                captured.update(reader.read(b).ids)
+    except CaptureError as exc:
+        raise ReplayError(str(exc)) from None
     records: dict[str, list[tuple[str, str, str]]] = {}   # mid -> [(policy, input, verdict)]
     for d in audit_dirs:
         rep = analyse(d, None, allow_tail=True)

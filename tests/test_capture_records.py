@@ -1,6 +1,6 @@
 """The replay's fast block reader decodes exactly what the reference decoder decodes.
 
-``decode_block_records`` (records located by the Cython core, zlib blocks inflated by
+``decode_block_records`` (records decoded in one pass of the Cython core, zlib blocks inflated by
 libdeflate when the system has it) must give the same ids, flows, payloads and times as
 ``decode_block`` (struct-by-struct, zlib) for any block, and for a damaged block raise
 the same ``CaptureError``; the libdeflate inflater must never accept what zlib refuses.
@@ -11,9 +11,11 @@ from __future__ import annotations
 import struct
 import zlib
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from guard._core import capture_locate, capture_records, capture_slices
 from guard.capture import (
     _BLOCK,
     _LIBDEFLATE,
@@ -121,3 +123,31 @@ def test_libdeflate_inflates_only_what_zlib_inflates_to_the_stated_length(
         assert ok and got == ref
     if not damaged and stated == len(raw) and _LIBDEFLATE.fn is not None:
         assert got == raw  # a sound block takes the fast inflater (when installed)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_message, min_size=0, max_size=6), st.data())
+def test_one_pass_decoder_matches_locate_then_slices(msgs: list[CapturedMessage],
+                                                     data: st.DataObject) -> None:
+    """``capture_records`` (one pass) refuses exactly what ``capture_locate`` refuses and
+    otherwise gives what ``capture_slices`` cuts from its spans, with its times; each
+    distinct flow is one object, however the flows are interleaved."""
+    raw = bytearray(b"".join(encode_record(m) for m in msgs))
+    if raw and data.draw(st.booleans()):  # damage: a flipped bit, a cut or a tail
+        what = data.draw(st.sampled_from(["flip", "cut", "extend"]))
+        if what == "flip":
+            raw[data.draw(st.integers(0, len(raw) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+        elif what == "cut":
+            del raw[data.draw(st.integers(0, len(raw) - 1)):]
+        else:
+            raw += data.draw(st.binary(min_size=1, max_size=8))
+    count = len(msgs) + data.draw(st.integers(-1, 1))
+    buf = np.frombuffer(bytes(raw), dtype=np.uint8)
+    got = capture_records(buf, count)
+    located = capture_locate(buf, count)
+    assert (got is None) == (located is None)
+    if got is None:
+        return
+    times, spans = located
+    assert got == (*capture_slices(buf, spans), times.tolist())
+    assert len({id(f) for f in got[1]}) == len(set(got[1]))

@@ -14,7 +14,7 @@ from guard.capture import CapturedMessage, CaptureWriter, load_capture
 from guard.decide import Pipeline
 from guard.policy import load_policy
 from guard.recorder import record_generated
-from guard.replay import RELEASED, audit_replay, replay
+from guard.replay import RELEASED, ReplayError, audit_replay, replay
 
 REPO = Path(__file__).resolve().parents[1]
 OLD = REPO / "policies" / "us-secret-to-fvey.yaml"
@@ -99,3 +99,46 @@ def test_audit_batches_per_policy_span_blocks(tmp_path: Path,
         assert res.records == len(msgs) and res.reproduced == len(msgs) - 1
         assert [m.message_id for m in res.mismatches] == [victim]
         assert len(res.policies) == 2
+
+
+def test_leftovers_carry_over_to_the_next_chunk(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a chunk leaves short of a batch is decided with the worker's next chunk: the
+    batches are full but for those closing the end's single-block chunks (at most
+    3 * BATCH / 2), and every message is decided once."""
+    monkeypatch.setattr("guard.replay.BATCH", 8)
+    src = tmp_path / "gen.gcap"
+    record_generated(src, "us-secret-to-fvey", 200, seed=3)
+    cap = tmp_path / "blocks-of-5.gcap"
+    with CaptureWriter(cap, {"source": "test"}, block_records=5) as w:
+        w.write_many(load_capture(src)[1])
+    sizes: list[int] = []
+    decide_batch = Pipeline.decide_batch
+
+    def spy(self, messages, message_ids=None):  # type: ignore[no-untyped-def]
+        sizes.append(len(messages))
+        return decide_batch(self, messages, message_ids)
+
+    monkeypatch.setattr(Pipeline, "decide_batch", spy)
+    res = replay(cap, OLD, workers=1)
+    assert res.messages == sum(sizes) == 200
+    assert max(sizes) <= 12
+    # chunks of 40 blocks on one worker: 20, 10, 5, 2, 1, 1, 1 (some blocks are short:
+    # the generator's oversize messages fill one alone); only the single ones end short
+    assert len([s for s in sizes if s != 8]) <= 3
+
+
+def test_a_leftover_never_decided_fails_the_replay(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: messages a worker carried over and never decided (its flush lost)
+    make the replay an error, not a smaller count."""
+    monkeypatch.setattr("guard.replay.BATCH", 8)
+    monkeypatch.setattr("guard.replay._compare_flush", lambda: None)
+    src = tmp_path / "gen.gcap"
+    record_generated(src, "us-secret-to-fvey", 60, seed=4)
+    cap = tmp_path / "blocks-of-5.gcap"
+    with CaptureWriter(cap, {"source": "test"}, block_records=5) as w:
+        w.write_many(load_capture(src)[1])
+    monkeypatch.setattr("guard.replay._chunks", lambda blocks, workers: [list(blocks)])
+    with pytest.raises(ReplayError, match="every message exactly once"):
+        replay(cap, OLD, workers=1)

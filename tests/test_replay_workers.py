@@ -214,3 +214,35 @@ def test_each_worker_decides_on_a_core_of_its_own(tmp_path: Path,
     assert len(cores) == 2 and os.getpid() in cores
     assert all(len(c) == 1 for c in cores.values())
     assert len(set(cores.values())) == 2
+
+
+@pytest.mark.skipif(os.name != "posix", reason="fork")
+def test_the_shared_task_counter_hands_out_each_number_once() -> None:
+    """Forked processes taking numbers from one shared counter concurrently: every number
+    is taken exactly once; a buffer too short or not aligned is refused."""
+    import mmap
+
+    from guard._core import shared_fetch_add
+
+    counter = mmap.mmap(-1, 8)
+    pipes = []
+    for _ in range(3):
+        r, w = os.pipe()
+        if os.fork() == 0:
+            os.close(r)
+            taken = [shared_fetch_add(counter) for _ in range(2000)]
+            os.write(w, b",".join(str(k).encode() for k in taken))
+            os._exit(0)
+        os.close(w)
+        pipes.append(r)
+    mine = [shared_fetch_add(counter) for _ in range(2000)]
+    for r in pipes:
+        with open(r, "rb") as f:
+            mine += [int(k) for k in f.read().split(b",")]
+        os.wait()
+    assert sorted(mine) == list(range(8000))
+    assert shared_fetch_add(counter, 5) == 8000 and shared_fetch_add(counter, 0) == 8005
+    with pytest.raises(ValueError):
+        shared_fetch_add(bytearray(4))
+    with pytest.raises(ValueError):
+        shared_fetch_add(memoryview(bytearray(24))[1:9])

@@ -1,0 +1,111 @@
+# Capture blocks (format in guard/capture.py) decoded in one pass: each record is
+# checked exactly as ``_capture_locate`` checks it (its helpers, in _message.pxi) and its
+# id, flow and payload copied out at once, with no span table (no numpy arrays, no
+# second walk over the records, no list of times built through numpy).
+
+from cpython.float cimport PyFloat_FromDouble
+
+
+# boundscheck off: every read is preceded by a check that it ends at or before ``end``
+# (<= n, the buffer's length); the lists are indexed below ``count`` (their length).
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def capture_records(const unsigned char[::1] raw, Py_ssize_t count):
+    """The ``count`` records of a decoded capture block as four lists: message ids
+    (str), flows (str, one object per distinct flow), payloads (bytes, copies: ``raw``
+    may be a buffer the caller reuses) and times (float).
+
+    ``None`` when the Python decoder must decide (anything unusual: damage, non-ASCII
+    strings, bytes after the last record), exactly when ``capture_locate`` says so."""
+    cdef Py_ssize_t n = raw.shape[0], pos = 0, k, p, end, j, m, slen, nprops = 0
+    cdef Py_ssize_t i0 = 0, i1 = 0, f0 = 0, f1 = 0
+    cdef Py_ssize_t last0 = 0, last1 = 0      # span of the last distinct flow seen
+    cdef double t
+    cdef const unsigned char *b
+    if count < 0:
+        return None
+    ids = [None] * count
+    flows = [None] * count
+    payloads = [None] * count
+    times = [None] * count
+    if n == 0:
+        return None if count else (ids, flows, payloads, times)
+    b = &raw[0]
+    flow = None
+    interned = {}
+    for k in range(count):
+        if pos + 12 > n:
+            return None
+        end = pos + 4 + <Py_ssize_t>_cap_u32(b + pos)
+        if end > n:
+            return None
+        memcpy(&t, b + pos + 4, 8)   # little-endian f64 (x86-64 and aarch64 are LE)
+        p = pos + 12
+        for j in range(4):           # id, flow, topic; then the property count
+            if p + 2 > end:
+                return None
+            slen = _cap_u16(b + p)
+            p += 2
+            if j == 3:
+                nprops = slen
+                break
+            if p + slen > end or not _cap_ascii(b + p, slen):
+                return None
+            if j == 0:
+                i0, i1 = p, p + slen
+            elif j == 1:
+                f0, f1 = p, p + slen
+            p += slen
+        for m in range(2 * nprops):
+            if p + 2 > end:
+                return None
+            slen = _cap_u16(b + p)
+            p += 2
+            if p + slen > end or not _cap_ascii(b + p, slen):
+                return None
+            p += slen
+        if p + 4 > end:
+            return None
+        if p + 4 + <Py_ssize_t>_cap_u32(b + p) != end:
+            return None
+        ids[k] = PyUnicode_DecodeASCII(<const char *>b + i0, i1 - i0, NULL)
+        # one object per distinct flow: most blocks hold one, compared with the last seen
+        if flow is None or not (f1 - f0 == last1 - last0
+                                and memcmp(b + f0, b + last0, f1 - f0) == 0):
+            fb = PyBytes_FromStringAndSize(<const char *>b + f0, f1 - f0)
+            flow = interned.get(fb)
+            if flow is None:
+                flow = interned[fb] = PyUnicode_DecodeASCII(<const char *>b + f0,
+                                                            f1 - f0, NULL)
+            last0, last1 = f0, f1
+        flows[k] = flow
+        payloads[k] = PyBytes_FromStringAndSize(<const char *>b + p + 4, end - p - 4)
+        times[k] = PyFloat_FromDouble(t)
+        pos = end
+    if pos != n:
+        return None
+    return ids, flows, payloads, times
+
+
+# A task counter shared by a replay's forked workers: an 8-byte integer in memory they all
+# map (an anonymous shared mmap made before forking), taken with one atomic add. A
+# multiprocessing.Value (a semaphore and a shared arena) took ~1.4 ms to make in a
+# fresh process, with the other cores idle.
+cdef extern from *:
+    """
+    static long long guard_fetch_add(long long *p, long long n) {
+        return __atomic_fetch_add(p, n, __ATOMIC_SEQ_CST);
+    }
+    """
+    long long guard_fetch_add(long long *p, long long n) nogil
+
+
+def shared_fetch_add(unsigned char[::1] counter, long long n=1):
+    """Add ``n`` atomically to the 8-byte native integer at the start of ``counter`` (a
+    writable buffer, 8-byte aligned, e.g. ``mmap.mmap(-1, 8)``, shared with forked
+    processes); returns the value before the addition."""
+    if counter.shape[0] < 8:
+        raise ValueError("shared_fetch_add: the counter needs 8 bytes")
+    if (<size_t>&counter[0]) % 8:
+        raise ValueError("shared_fetch_add: the counter is not 8-byte aligned")
+    return guard_fetch_add(<long long *>&counter[0], n)
