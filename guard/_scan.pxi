@@ -145,6 +145,8 @@ ctypedef struct SCWork:
     uint8_t* fb                 # folded window (SIMD path)
     uint64_t* ck                # candidate keys (SIMD path)
     int32_t* chm                # candidate class masks (SIMD path)
+    uint64_t* gr                # prefilter record of every group of 8 word starts (SIMD
+                                # path: see sc_groups_shared)
     uint8_t* sq                 # squeezed letters of the window (SIMD path)
     int32_t* wj                 # squeezed index of each word start (SIMD path; window, then
                                 # look-ahead)
@@ -638,6 +640,37 @@ cdef extern from *:
         return 0;
     }
 
+    /* sc_cut_past_word, then sc_tail_ok when the 8+ class is left (tmask: as there;
+       tail: the 4 letters after the key, or tailp NULL when they may lie past the
+       squeezed look-ahead), for one candidate of the SIMD pass with few data-dependent
+       branches: its Bloom tests are made whether needed or not and their results
+       combined with masks. The candidate listing was bound by mispredicted branches
+       (~100 ticks per candidate, ~20 candidates per 4 KB of the bench corpus). */
+    static inline int sc_cand_cut(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
+            Py_ssize_t n, Py_ssize_t p, int z, uint64_t k, int hm, const uint64_t* bits,
+            uint32_t shift, const uint8_t* tailp, int tmask) {
+        Py_ssize_t e = p + z;
+        int g = 0;   /* a first fragment of 8 letters: nothing to cut */
+        if (z <= 7)
+            g = (e + 1 < n && d[e] == ' ' && fold[d[e + 1]]) ? 2
+                : sc_gap_at(fold, cls, d, n, e);
+        int cz = z <= 4 ? 1 << (z - 1) : 16;
+        hm = g >= 3 ? hm & cz : hm;
+        int zb = sc_bloom(bits, shift, sc_zkey(k, z));
+        hm &= ~(((g == 2) & (z >= 2) & !zb) << 4);
+        if (tailp != NULL) {
+            uint32_t tail;
+            int ok = 0;
+            memcpy(&tail, tailp, 4);
+            for (int tm = tmask; tm; tm &= tm - 1) {   /* the same for the whole call */
+                int t = __builtin_ctz(tm);
+                ok |= sc_bloom(bits, shift, sc_tail_key(k, tail & ((1u << (8 * t)) - 1), t));
+            }
+            hm &= ~((!ok) << 5);
+        }
+        return hm;
+    }
+
     /* Eight blocked-Bloom tests at once (see sc_bloom_mask), lanes in lm only; keys in
        sc_hin form (a class key is built directly as chars | tag << 44, one vpternlogq). */
     #define SC_SIMD_TARGET "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,avx512ifma"
@@ -693,6 +726,186 @@ cdef extern from *:
                                          0xEA);
     }
 
+    /* The group loops of sc_ww_candidates: the prefix-class mask of every word start
+       wj[0:nv] (indices into the squeezed letters sq) as a record of 8 bytes per group of
+       8 starts, rec[g / 8]. */
+    #define SC_WW_TARGET "avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512dq,avx512cd,avx512vl,avx512ifma,bmi2,popcnt"
+    #define SC_L8 0x0101010101010101ull
+    /* byte 4l of a vector of 32-bit lanes into all 8 bytes of 64-bit lane l, plus the
+       offsets 0..7 within each 64-bit lane */
+    #define SC_KREP _mm512_set_epi8( \
+            28, 28, 28, 28, 28, 28, 28, 28, 24, 24, 24, 24, 24, 24, 24, 24, \
+            20, 20, 20, 20, 20, 20, 20, 20, 16, 16, 16, 16, 16, 16, 16, 16, \
+            12, 12, 12, 12, 12, 12, 12, 12, 8, 8, 8, 8, 8, 8, 8, 8, \
+            4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0)
+    #define SC_KINC _mm512_set1_epi64(0x0706050403020100ll)
+    /* The keys of the starts wj[G:G+8] (lanes in LMo): the 8 squeezed bytes at each start,
+       cut out of the 128 bytes at the group's first start by one two-register byte
+       permute. A gather there made the Bloom word gather wait for it, and gathers do not
+       overlap one another: the two in a row cost ~4x the permute. Eight starts spanning
+       more than 120 letters (very long words) take the gather. Lanes outside LMo hold
+       garbage: every use of them is masked. */
+    #define SC_KEYS8(G, Jo, KEYo, LMo) do { \
+            Py_ssize_t r_ = nv - (G); \
+            LMo = r_ >= 8 ? 0xFF : (__mmask8)((1u << r_) - 1); \
+            Jo = _mm256_maskz_loadu_epi32(LMo, (const void*)(wj + (G))); \
+            int32_t j0_ = wj[G]; \
+            if (__builtin_expect(wj[(G) + (r_ >= 8 ? 7 : r_ - 1)] - j0_ > 120, 0)) { \
+                KEYo = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), LMo, Jo, \
+                                                   (const void*)sq, 1); \
+            } else { \
+                __m512i rel_ = _mm512_castsi256_si512( \
+                    _mm256_sub_epi32(Jo, _mm256_set1_epi32(j0_))); \
+                KEYo = _mm512_permutex2var_epi8( \
+                    _mm512_loadu_si512((const void*)(sq + j0_)), \
+                    _mm512_add_epi8(_mm512_permutexvar_epi8(krep, rel_), kinc), \
+                    _mm512_loadu_si512((const void*)(sq + j0_ + 64))); \
+            } \
+        } while (0)
+
+    /* With shared words (tables of at most 8,192 keys, see sc_bloom_word): classes 4,
+       5..7 and 8+ (its 5-character prefix key and its 8-character key) of a start are
+       all tested against ONE gathered word, the word of its first 4 characters. The
+       four keys' SC_BLOOM_K = 4 bit indices go two keys to a 64-bit lane (the second
+       key's moved up by one vpshufd), so two vpmultishiftqb and two compares test all
+       16 bits of 8 starts. The loop is bound by the two ports that run 512-bit
+       instructions (p0: IFMA, shifts, mask moves; p5: shuffles, compares), so it keeps
+       to ~26 such uops per group: the compare masks are stored as they are (a record
+       of 8 bytes per group, see below) and what depends on the first word's length
+       (class 4 needs at most 4 letters, see sc_ww_candidates) is left to the ~2% of
+       starts that pass; the constants are pinned in registers (gcc rematerialised a
+       dozen broadcasts per group, all on p5). Record of group g/8 in rec[g/8]: bits
+       0..15 the dword compare mask of (class 5..7 key, class 4 key) per lane (bit 2l:
+       class 5..7, 2l + 1: class 4), bits 16..23 the 8+ keys, bits 24 + 8(m - 1)..
+       class m = 1..3 (tested only where the first word has at most m letters: their
+       own words, one more gather each). Stage A (keys, shared word gather) runs one
+       group ahead of the tests. */
+    #if SC_BLOOM_K != 4
+    #error "sc_groups_shared packs two keys' 4 bit indices per 64-bit lane"
+    #endif
+    #define SC_PIN(v) __asm__("" : "+v"(v))
+    __attribute__((target(SC_WW_TARGET)))
+    static void sc_groups_shared(const uint8_t* sq, const int32_t* wj, Py_ssize_t nv,
+                                 const uint64_t* bits, __m128i shiftv, int classes,
+                                 uint64_t* rec) {
+        __m512i krep = SC_KREP, kinc = SC_KINC;
+        const __m512i zero = _mm512_setzero_si512();
+        __m512i m32 = _mm512_set1_epi64(0xFFFFFFFFll);
+        __m512i m40 = _mm512_set1_epi64(0xFFFFFFFFFFll);
+        __m512i t4 = _mm512_set1_epi64(4ll << 44), t5 = _mm512_set1_epi64(5ll << 44);
+        __m512i t15 = _mm512_set1_epi64(0x15ll << 44);
+        __m512i f12 = _mm512_set1_epi64((long long)(0xFFFull << 40));
+        __m512i hwv = _mm512_set1_epi64((long long)SC_HW);
+        __m512i hbv = _mm512_set1_epi64((long long)SC_HB);
+        __m512i ones = _mm512_set1_epi32(0x01010101);
+        __m512i shv = _mm512_broadcastq_epi64(shiftv);
+        const int shortc = classes & 7;
+        __m256i J, Jx;
+        __m512i key, keyx, W, Wx;
+        __mmask8 lm, lmx;
+        if (nv <= 0)
+            return;
+    #define SC_STAGE_A(G) do { \
+            SC_KEYS8(G, Jx, keyx, lmx); \
+            __m512i h_ = _mm512_madd52lo_epu64(zero, \
+                _mm512_ternarylogic_epi64(keyx, m32, t4, 0xEA), hwv); \
+            Wx = _mm512_mask_i64gather_epi64(zero, lmx, _mm512_srlv_epi64(h_, shv), \
+                                             (const void*)bits, 8); \
+        } while (0)
+        SC_STAGE_A(0);
+        for (Py_ssize_t g = 0; g < nv; g += 8) {
+            SC_PIN(krep); SC_PIN(kinc); SC_PIN(m32); SC_PIN(m40); SC_PIN(t4); SC_PIN(t5);
+            SC_PIN(t15); SC_PIN(f12); SC_PIN(hwv); SC_PIN(hbv); SC_PIN(ones); SC_PIN(shv);
+            J = Jx; key = keyx; W = Wx; lm = lmx;
+            if (g + 8 < nv)
+                SC_STAGE_A(g + 8);
+            /* class keys in sc_hin form: chars | tag << 44; the 8-character key as
+               key ^ ((key >> 12) & 0xFFF << 40) (IFMA reads the low 52 bits) */
+            __m512i p4 = _mm512_madd52hi_epu64(zero,
+                _mm512_ternarylogic_epi64(key, m32, t4, 0xEA), hbv);
+            __m512i p5 = _mm512_madd52hi_epu64(zero,
+                _mm512_ternarylogic_epi64(key, m40, t5, 0xEA), hbv);
+            __m512i pl = _mm512_madd52hi_epu64(zero,
+                _mm512_ternarylogic_epi64(key, m40, t15, 0xEA), hbv);
+            __m512i p8 = _mm512_madd52hi_epu64(zero,
+                _mm512_ternarylogic_epi64(key, _mm512_srli_epi64(key, 12), f12, 0x78), hbv);
+            /* (p5 low dword, p4 low dword) and (pl, p8) per lane: dword 2l+1 <- 2l */
+            __m512i q1 = _mm512_mask_shuffle_epi32(p5, 0xAAAA, p4, (_MM_PERM_ENUM)0xA0);
+            __m512i q2 = _mm512_mask_shuffle_epi32(pl, 0xAAAA, p8, (_MM_PERM_ENUM)0xA0);
+            /* lanes outside lm gathered a zero word: all their bits fail */
+            __mmask16 c1 = _mm512_cmpeq_epi32_mask(
+                _mm512_and_si512(_mm512_multishift_epi64_epi8(q1, W), ones), ones);
+            __mmask8 c2 = _mm512_cmpeq_epi64_mask(
+                _mm512_and_si512(_mm512_multishift_epi64_epi8(q2, W), ones), ones);
+            uint8_t* r = (uint8_t*)(rec + (g >> 3));
+            _store_mask16((__mmask16*)r, c1);
+            _store_mask8((__mmask8*)(r + 2), c2);
+            if (shortc) {   /* the same for the whole call: predicted */
+                __m256i zl = _mm256_sub_epi32(
+                    _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g + 1)), J);
+                for (int m = 1; m <= 3; m++) {
+                    __mmask8 al = 0;
+                    if (shortc & (1 << (m - 1))) {
+                        __m512i km = sc_ckey8(key, (long long)((1ull << (8 * m)) - 1),
+                                              (long long)m << 44);
+                        al = sc_bloom8(bits, shiftv, km,
+                            _mm256_mask_cmple_epi32_mask(lm, zl, _mm256_set1_epi32(m)));
+                    }
+                    r[2 + m] = al;
+                }
+            }
+        }
+    #undef SC_STAGE_A
+    }
+
+    /* Without shared words (larger tables): every class key hashes its own word; the
+       record of a group is the class mask of each lane, a byte each. */
+    __attribute__((target(SC_WW_TARGET)))
+    static void sc_groups_own(const uint8_t* sq, const int32_t* wj, Py_ssize_t nv,
+                              const uint64_t* bits, __m128i shiftv, int classes,
+                              uint64_t* rec) {
+        const __m512i krep = SC_KREP, kinc = SC_KINC;
+        /* allowed classes by first-fragment length z = 1..8 (index z - 1), 32-bit lanes */
+        const __m256i atab = _mm256_and_si256(
+            _mm256_set_epi32(16, 16, 16, 16, 16 | 8, 16 | 12, 16 | 14, 16 | 15),
+            _mm256_set1_epi32(classes & 31));
+        const long long M40 = 0xFFFFFFFFFFll;
+        __m256i J;
+        __m512i key;
+        __mmask8 lm;
+        for (Py_ssize_t g = 0; g < nv; g += 8) {
+            SC_KEYS8(g, J, key, lm);
+            __m256i Jn = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g + 1));
+            __m256i zi = _mm256_min_epu32(
+                _mm256_sub_epi32(_mm256_sub_epi32(Jn, J), _mm256_set1_epi32(1)),
+                _mm256_set1_epi32(7));
+            __m256i allow = _mm256_permutexvar_epi32(zi, atab);
+            __mmask8 al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(16));
+            __mmask8 ps = sc_bloom8(bits, shiftv, sc_ckey8(key, M40, 5ll << 44), al);
+            __m256i hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
+            for (int m = 1; m <= 4; m++) {
+                if (!(classes & (1 << (m - 1)))) continue;
+                al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(1 << (m - 1)));
+                __m512i km = sc_ckey8(key, (long long)((1ull << (8 * m)) - 1),
+                                      (long long)m << 44);
+                ps = sc_bloom8(bits, shiftv, km, al);
+                hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(1 << (m - 1)));
+            }
+            if (classes & 32) {
+                ps = sc_bloom8(bits, shiftv, sc_ckey8(key, M40, 0x15ll << 44), lm);
+                if (ps) {   /* a second gather: worth a branch */
+                    /* the 8-character key in sc_hin form */
+                    __m512i h8 = _mm512_ternarylogic_epi64(key, _mm512_srli_epi64(key, 12),
+                        _mm512_set1_epi64((long long)(0xFFFull << 40)), 0x78);
+                    ps = sc_bloom8(bits, shiftv, h8, ps);
+                    hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(32));
+                }
+            }
+            _mm_storel_epi64((__m128i*)(rec + (g >> 3)), _mm256_cvtepi32_epi8(hm));
+        }
+    }
+    #undef SC_KEYS8
+
     /* Whole-word candidates of the window [a, b), AVX-512 (BW, VBMI2, DQ, CD) + BMI2.
        1. Squeeze: the letters of the folded bytes fb[0:fb_end] (window + look-ahead) are
           packed 64 bytes per vpcompressb into sq, and the squeezed index of every word
@@ -708,16 +921,18 @@ cdef extern from *:
           first fragment's length from the next start, then test every prefix class
           with gathered Bloom words; a key may run across a hard gap, which only costs an
           extra probe (verification rejects it). Starts too close to a cut window end are
-          done by sc_ww_hm_one. A passing lane leaves one word (squeezed index | class
-          mask << 24: one vpcompressd, not three); the rare candidates are then written
-          out as (raw position cp, key ck, class mask chm). */
+          done by sc_ww_hm_one. Every group leaves a record of its lanes' test results
+          in rec (see sc_groups_shared); the groups with one left are found 8 at a time
+          and the rare candidates written out as (raw position cp, key ck, class mask
+          chm). */
     __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512dq,avx512cd,avx512vl,avx512ifma,bmi2,popcnt")))
     static Py_ssize_t sc_ww_candidates(const uint8_t* fold, const uint8_t* cls,
             const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b, const uint8_t* fb,
             Py_ssize_t fb_end, const uint64_t* bits, const uint64_t* bitsl, uint32_t shift,
             int classes, uint8_t* sq, int32_t* wj, int32_t* cp, uint64_t* ck,
-            int32_t* chm, uint64_t* bm, int32_t* bn, Py_ssize_t* nsq_win, int keys) {
-        Py_ssize_t len = b - a, nsq = 0, nw = 0, nt = 0, nc = 0, g, k, nwin = 0;
+            int32_t* chm, uint64_t* rec, uint64_t* bm, int32_t* bn, Py_ssize_t* nsq_win,
+            int keys) {
+        Py_ssize_t len = b - a, nsq = 0, nw = 0, nt = 0, nc = 0, k, nwin = 0;
         uint64_t carry = (a > 0 && fold[d[a - 1]]) ? 1 : 0;
         const __m512i biota = _mm512_set_epi8(
             63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48,
@@ -769,153 +984,86 @@ cdef extern from *:
             while (nv > 0 && wj[nv - 1] + 9 > nsq) nv--;
         const __m128i shiftv = _mm_cvtsi32_si128(26 + (int)(shift & 31));
         const int shared = (shift & SC_SHARED_WORDS) != 0;
-        /* allowed classes by first-fragment length z = 1..8 (index z - 1), 32-bit lanes */
-        const __m256i atab = _mm256_and_si256(
-            _mm256_set_epi32(16, 16, 16, 16, 16 | 8, 16 | 12, 16 | 14, 16 | 15),
-            _mm256_set1_epi32(classes & 31));
-        const long long M32 = 0xFFFFFFFFll, M40 = 0xFFFFFFFFFFll;
-        /* byte 4l of a vector of 32-bit lanes into all 8 bytes of 64-bit lane l, and the
-           offsets 0..7 within each 64-bit lane */
-        const __m512i krep = _mm512_set_epi8(
-            28, 28, 28, 28, 28, 28, 28, 28, 24, 24, 24, 24, 24, 24, 24, 24,
-            20, 20, 20, 20, 20, 20, 20, 20, 16, 16, 16, 16, 16, 16, 16, 16,
-            12, 12, 12, 12, 12, 12, 12, 12, 8, 8, 8, 8, 8, 8, 8, 8,
-            4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0);
-        const __m512i kinc = _mm512_set1_epi64(0x0706050403020100ll);
-        /* Stage A of a group (its keys and, with shared words, its Bloom word gather) is
-           done one group ahead of stage B (the tests): the gather is issued a group's
-           work before its words are needed. */
-        __m256i J = _mm256_setzero_si256(), Jx = J;
-        __m512i key = _mm512_setzero_si512(), keyx = key, W = key, Wx = key;
-        __mmask8 lm = 0, lmx = 0;
-#define SC_STAGE_A(G, Jo, KEYo, Wo, LMo) do { \
-            LMo = nv - (G) >= 8 ? 0xFF : (__mmask8)((1u << (nv - (G))) - 1); \
-            Jo = _mm256_maskz_loadu_epi32(LMo, (const void*)(wj + (G))); \
-            int32_t j0_ = wj[G]; \
-            if (__builtin_expect(wj[(G) + (nv - (G) >= 8 ? 7 : nv - (G) - 1)] - j0_ > 120, 0)) { \
-                KEYo = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), LMo, Jo, \
-                                                   (const void*)sq, 1); \
-            } else { \
-                __m512i rel_ = _mm512_castsi256_si512( \
-                    _mm256_sub_epi32(Jo, _mm256_set1_epi32(j0_))); \
-                __m512i idx_ = _mm512_add_epi8(_mm512_permutexvar_epi8(krep, rel_), kinc); \
-                KEYo = _mm512_maskz_permutex2var_epi8( \
-                    (__mmask64)_pdep_u64(LMo, 0x0101010101010101ull) * 0xFF, \
-                    _mm512_loadu_si512((const void*)(sq + j0_)), idx_, \
-                    _mm512_loadu_si512((const void*)(sq + j0_ + 64))); \
-            } \
-            if (shared) \
-                Wo = sc_bword8(bits, shiftv, sc_ckey8(KEYo, M32, 4ll << 44), LMo); \
-        } while (0)
-        if (nv > 0)
-            SC_STAGE_A(0, Jx, keyx, Wx, lmx);
-        for (g = 0; g < nv; g += 8) {
-            J = Jx; key = keyx; W = Wx; lm = lmx;
-            if (g + 8 < nv)
-                SC_STAGE_A(g + 8, Jx, keyx, Wx, lmx);
-            /* the keys: the 8 squeezed bytes at each start, cut out of the 128 bytes at
-               the group's first start by one two-register byte permute (stage A). A
-               gather there made the Bloom word gather wait for it, and gathers do not
-               overlap one another: the two in a row cost ~4x the permute. Eight starts
-               spanning more than 120 letters (very long words) take the gather. */
-            /* the first fragment's length z is the distance to the next word start in
-               the squeezed stream (capped at 8): the next entry of wj (wj[nw] is the
-               next start or the sentinel), no second gather */
-            __m256i Jn = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g + 1));
-            __m256i zi = _mm256_min_epu32(
-                _mm256_sub_epi32(_mm256_sub_epi32(Jn, J), _mm256_set1_epi32(1)),
-                _mm256_set1_epi32(7));
-            __m256i allow = _mm256_permutexvar_epi32(zi, atab);
-            /* the class-4 key is also the shared word's key (classes 4+, 8+ prefix, 8+) */
-            __m512i k4 = sc_ckey8(key, M32, 4ll << 44);
-            __m512i k5 = sc_ckey8(key, M40, 5ll << 44);
-            __mmask8 al, ps;
-            __m256i hm;
-            if (shared) {
-                /* classes 4 and 5..7 against the shared word on every lane, the classes
-                   the first fragment rules out dropped by one AND with `allow` below (a
-                   per-class lane test is a shuffle-port op: two per group) */
-                ps = sc_btest8(W, k5, lm);
-                hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
-                if (classes & 8) {
-                    ps = sc_btest8(W, k4, lm);
-                    hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(8));
-                }
-            } else {
-                al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(16));
-                ps = sc_bloom8(bits, shiftv, k5, al);
-                hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
-            }
-            /* no data-dependent branches below (a mispredicted test per group cost more
-               than the tests it skipped): `classes` and `shared` are the same for the
-               whole call, so their branches predict perfectly */
-            for (int m = 1; m <= 4; m++) {
-                if (!(classes & (1 << (m - 1))) || (m == 4 && shared)) continue;
-                al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(1 << (m - 1)));
-                __m512i km = m == 4 ? k4 : sc_ckey8(key, (long long)((1ull << (8 * m)) - 1),
-                                                    (long long)m << 44);
-                ps = sc_bloom8(bits, shiftv, km, al);
-                hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(1 << (m - 1)));
-            }
-            if (shared)
-                hm = _mm256_and_si256(hm, allow);
-            if (classes & 32) {
-                __m512i kl5 = sc_ckey8(key, M40, 0x15ll << 44);
-                /* the 8-character key in sc_hin form (IFMA reads the low 52 bits):
-                   key ^ (key >> 52) << 40, as key ^ ((key >> 12) & 0xFFF << 40) */
-                __m512i h8 = _mm512_ternarylogic_epi64(key, _mm512_srli_epi64(key, 12),
-                    _mm512_set1_epi64((long long)(0xFFFull << 40)), 0x78);
-                if (shared) {
-                    ps = sc_btest8x2(W, kl5, h8, lm);
-                    hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(32));
-                } else {
-                    ps = sc_bloom8(bits, shiftv, kl5, lm);
-                    if (ps) {   /* a second gather: worth a branch */
-                        ps = sc_bloom8(bits, shiftv, h8, ps);
-                        hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(32));
-                    }
-                }
-            }
-            /* each lane's class mask is stored (chm has room for every start: see
-               _sc_work_reserve); the passing lanes are listed below 16 at a time, half
-               the shuffle-port work of a test and a vpcompressd per group */
-            _mm256_storeu_si256((void*)(chm + g), hm);
-        }
-#undef SC_STAGE_A
-        /* the lanes with a class left (no lane: nothing moves; cp has 64 entries of
-           slack), as indices of wj */
+        if (shared)
+            sc_groups_shared(sq, wj, nv, bits, shiftv, classes, rec);
+        else
+            sc_groups_own(sq, wj, nv, bits, shiftv, classes, rec);
+        /* the lanes with a test passed (~2% of them), as indices of wj into cp (the
+           candidates' raw positions are written over them below: nc2 <= k), 64 lanes (8
+           records) at a time without a branch per group or lane: a mispredicted branch
+           per visited group and lane cost ~30 ticks each */
+        const uint64_t valid = !shared ? ~0ull
+                               : (classes & 7) ? 0xFFFFFFFFFFFFull : 0xFFFFFFull;
+        const __m512i validv = _mm512_set1_epi64((long long)valid);
         const __m512i iota16 = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8,
                                                 7, 6, 5, 4, 3, 2, 1, 0);
-        for (g = 0; g < nv; g += 16) {
-            __mmask16 l16 = nv - g >= 16 ? 0xFFFF : (__mmask16)((1u << (nv - g)) - 1);
-            __m512i h = _mm512_maskz_loadu_epi32(l16, (const void*)(chm + g));
-            __mmask16 c = _mm512_test_epi32_mask(h, h);
-            _mm512_storeu_si512((void*)(cp + nc), _mm512_maskz_compress_epi32(c,
-                _mm512_add_epi32(iota16, _mm512_set1_epi32((int)g))));
-            nc += __builtin_popcount(c);
+        Py_ssize_t ng = (nv + 7) >> 3;
+        for (Py_ssize_t gg = 0; gg < ng; gg += 8) {
+            __mmask8 l8 = ng - gg >= 8 ? 0xFF : (__mmask8)((1u << (ng - gg)) - 1);
+            __m512i rv = _mm512_and_si512(
+                _mm512_maskz_loadu_epi64(l8, (const void*)(rec + gg)), validv);
+            uint64_t lanes;
+            if (shared) {
+                /* per record: lane l passed when bit 2l or 2l + 1 (classes 5..7, 4) or
+                   bit l of bytes 2..5 (8+, classes 1..3) is set */
+                __m512i x = _mm512_and_si512(_mm512_or_si512(rv, _mm512_srli_epi64(rv, 1)),
+                                             _mm512_set1_epi64(0x5555));
+                x = _mm512_and_si512(_mm512_or_si512(x, _mm512_srli_epi64(x, 1)),
+                                     _mm512_set1_epi64(0x3333));
+                x = _mm512_and_si512(_mm512_or_si512(x, _mm512_srli_epi64(x, 2)),
+                                     _mm512_set1_epi64(0x0F0F));
+                x = _mm512_or_si512(x, _mm512_srli_epi64(x, 4));
+                x = _mm512_ternarylogic_epi64(x, _mm512_srli_epi64(rv, 16),
+                                              _mm512_srli_epi64(rv, 24), 0xFE);
+                x = _mm512_ternarylogic_epi64(x, _mm512_srli_epi64(rv, 32),
+                                              _mm512_srli_epi64(rv, 40), 0xFE);
+                lanes = (uint64_t)_mm_cvtsi128_si64(_mm512_cvtepi64_epi8(x));
+            } else {
+                lanes = _mm512_test_epi8_mask(rv, rv);
+            }
+            for (int h = 0; h < 64; h += 16) {
+                __mmask16 c = (__mmask16)(lanes >> h);
+                _mm512_storeu_si512((void*)(cp + nc), _mm512_maskz_compress_epi32(c,
+                    _mm512_add_epi32(iota16, _mm512_set1_epi32((int)(8 * gg + h)))));
+                nc += __builtin_popcount(c);
+            }
         }
-        /* the candidates' raw positions (the r-th letter of a block is the r-th set bit
-           of its mask) and keys (the 8 bytes the gather read) */
+        /* their raw positions (the r-th letter of a block is the r-th set bit of its
+           mask), keys (the 8 bytes the groups read) and class masks */
         Py_ssize_t blk = 0, nc2 = 0;
+        const int keep = classes & 63;
         for (k = 0; k < nc; k++) {
-            /* chm[nc2] is written below with nc2 <= k <= cp[k]: no unread mask is lost */
             int32_t q = cp[k], j = wj[q];
+            uint64_t r = rec[q >> 3] & valid;
+            int l = q & 7;
+            int hmk = shared
+                ? (int)((((r >> (2 * l)) & 1) << 4) | (((r >> (2 * l + 1)) & 1) << 3)
+                        | (((r >> (16 + l)) & 1) << 5) | ((r >> (24 + l)) & 1)
+                        | (((r >> (32 + l)) & 1) << 1) | (((r >> (40 + l)) & 1) << 2))
+                : (int)((r >> (8 * l)) & 0xFF);
             int32_t zz = wj[q + 1] - j;   /* the first fragment: to the next start */
-            int z = zz < 8 ? zz : 8, hmk = chm[q];
-            while (bn[blk + 1] <= j) blk++;
+            int z = zz < 8 ? zz : 8;
+            /* a term shorter than the word it starts cannot match: class m <= 4 only
+               where the first word has at most m letters */
+            hmk &= keep & (0x30 | ((0xF << (z - 1)) & 0xF));
+            /* the block of squeezed index j: 16 entries of bn per step */
+            for (;;) {
+                __mmask16 le = _mm512_cmple_epi32_mask(
+                    _mm512_loadu_si512((const void*)(bn + blk + 1)), _mm512_set1_epi32(j));
+                if (le != 0xFFFF) {
+                    blk += __builtin_ctz(~(unsigned)le);
+                    break;
+                }
+                blk += 16;
+            }
             uint64_t bit = _pdep_u64(1ull << (j - bn[blk]), bm[blk]);
             int32_t pk = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
             uint64_t kk;
             memcpy(&kk, sq + j, 8);
-            if (z <= 7)
-                hmk = sc_cut_past_word(fold, cls, d, n, pk, z, kk, hmk, bits, shift);
             /* the tail test needs the 4 letters after the key, or the text's end */
-            if ((hmk & 32) && (j + 12 <= nsq || a + fb_end >= n)) {
-                uint32_t tail;
-                memcpy(&tail, sq + j + 8, 4);
-                if (!sc_tail_ok(bits, shift, kk, tail, (classes >> 8) & 31))
-                    hmk &= ~32;
-            }
+            hmk = sc_cand_cut(fold, cls, d, n, pk, z, kk, hmk, bits, shift,
+                              (hmk & 32) && (j + 12 <= nsq || a + fb_end >= n)
+                              ? sq + j + 8 : NULL, (classes >> 8) & 31);
             cp[nc2] = pk; chm[nc2] = hmk; ck[nc2] = kk;
             nc2 += hmk != 0;
         }
@@ -999,7 +1147,8 @@ cdef extern from *:
                                 Py_ssize_t fb_end, const uint64_t* bits,
                                 const uint64_t* bitsl, uint32_t shift, int classes,
                                 uint8_t* sq, int32_t* wj, int32_t* cp,
-                                uint64_t* ck, int32_t* chm, uint64_t* bm, int32_t* bn,
+                                uint64_t* ck, int32_t* chm, uint64_t* rec, uint64_t* bm,
+                                int32_t* bn,
                                 Py_ssize_t* nsq_win, int keys) nogil
     Py_ssize_t sc_ss_prefix_candidates(const uint8_t* sq, Py_ssize_t nsq, const uint8_t* pfx,
                                        const uint8_t* plen, int npfx, const uint64_t* bm,
@@ -1059,14 +1208,16 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
     _sc_work_free(w)
     w.ws = <int32_t*>malloc((n + 64) * sizeof(int32_t))
     w.bm = <uint64_t*>malloc(nblk * sizeof(uint64_t))
-    w.bn = <int32_t*>malloc(nblk * sizeof(int32_t))
+    w.bn = <int32_t*>malloc((nblk + 16) * sizeof(int32_t))   # + a vector read past the end
     w.pm = <uint64_t*>malloc(6 * nblk * sizeof(uint64_t))
     w.fb = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
     w.ck = <uint64_t*>malloc(k * sizeof(uint64_t))
     w.chm = <int32_t*>malloc(k * sizeof(int32_t))
+    w.gr = <uint64_t*>malloc((k // 8 + 16) * sizeof(uint64_t))
     w.sq = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
     w.wj = <int32_t*>malloc(kw * sizeof(int32_t))
-    if (w.ws == NULL or w.fb == NULL or w.ck == NULL or w.chm == NULL or w.sq == NULL
+    if (w.ws == NULL or w.fb == NULL or w.ck == NULL or w.chm == NULL or w.gr == NULL
+            or w.sq == NULL
             or w.wj == NULL or w.bm == NULL or w.bn == NULL
             or w.pm == NULL):
         _sc_work_free(w)
@@ -1076,7 +1227,7 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
 
 
 cdef void _sc_work_free(SCWork* w) noexcept nogil:
-    free(w.ws); free(w.fb); free(w.ck); free(w.chm); free(w.sq); free(w.wj)
+    free(w.ws); free(w.fb); free(w.ck); free(w.chm); free(w.gr); free(w.sq); free(w.wj)
     free(w.bm); free(w.bn); free(w.pm); free(w.ph.a)
     w.pm = NULL
     memset(&w.ph, 0, sizeof(SCVec))
@@ -1088,6 +1239,7 @@ cdef void _sc_work_free(SCWork* w) noexcept nogil:
     w.fb = NULL
     w.ck = NULL
     w.chm = NULL
+    w.gr = NULL
     w.cap = 0
 
 
@@ -1822,7 +1974,8 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
             # masks (whole-word terms only); probe candidates
             nws = sc_ww_candidates(M.fold, M.cls, d, n, a, b, w.fb, fe - a, M.ww.bits,
                                    M.ww.bitsl, M.ww.shift, M.ww.classes, w.sq, w.wj,
-                                   w.ws, w.ck, w.chm, w.bm, w.bn, &nsqw, M.ww.nterms != 0)
+                                   w.ws, w.ck, w.chm, w.gr, w.bm, w.bn, &nsqw,
+                                   M.ww.nterms != 0)
             if M.ww.nterms:
                 _sc_roll_reset(&R)
                 _sc_prefetch_slots(&M.ww, w.chm, w.ck, nws)
