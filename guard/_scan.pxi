@@ -812,10 +812,11 @@ cdef extern from *:
             Wx = _mm512_mask_i64gather_epi64(zero, lmx, _mm512_srlv_epi64(h_, shv), \
                                              (const void*)bits, 8); \
         } while (0)
+        /* opaque to the compiler from here: kept in registers, not rematerialised */
+        SC_PIN(krep); SC_PIN(kinc); SC_PIN(m32); SC_PIN(m40); SC_PIN(t4); SC_PIN(t5);
+        SC_PIN(t15); SC_PIN(f12); SC_PIN(hwv); SC_PIN(hbv); SC_PIN(ones); SC_PIN(shv);
         SC_STAGE_A(0);
         for (Py_ssize_t g = 0; g < nv; g += 8) {
-            SC_PIN(krep); SC_PIN(kinc); SC_PIN(m32); SC_PIN(m40); SC_PIN(t4); SC_PIN(t5);
-            SC_PIN(t15); SC_PIN(f12); SC_PIN(hwv); SC_PIN(hbv); SC_PIN(ones); SC_PIN(shv);
             J = Jx; key = keyx; W = Wx; lm = lmx;
             if (g + 8 < nv)
                 SC_STAGE_A(g + 8);
@@ -832,11 +833,13 @@ cdef extern from *:
             /* (p5 low dword, p4 low dword) and (pl, p8) per lane: dword 2l+1 <- 2l */
             __m512i q1 = _mm512_mask_shuffle_epi32(p5, 0xAAAA, p4, (_MM_PERM_ENUM)0xA0);
             __m512i q2 = _mm512_mask_shuffle_epi32(pl, 0xAAAA, p8, (_MM_PERM_ENUM)0xA0);
-            /* lanes outside lm gathered a zero word: all their bits fail */
-            __mmask16 c1 = _mm512_cmpeq_epi32_mask(
-                _mm512_and_si512(_mm512_multishift_epi64_epi8(q1, W), ones), ones);
-            __mmask8 c2 = _mm512_cmpeq_epi64_mask(
-                _mm512_and_si512(_mm512_multishift_epi64_epi8(q2, W), ones), ones);
+            /* all the selected bits of W set: none of ~W (one NOT for both tests, then
+               one vptestnm each instead of an AND and a compare); lanes outside lm
+               gathered a zero word: all their bits fail */
+            __m512i nw = _mm512_ternarylogic_epi64(W, W, W, 0x55);
+            __mmask16 c1 = _mm512_mask_testn_epi32_mask(
+                0xFFFF, _mm512_multishift_epi64_epi8(q1, nw), ones);
+            __mmask8 c2 = _mm512_testn_epi64_mask(_mm512_multishift_epi64_epi8(q2, nw), ones);
             uint8_t* r = (uint8_t*)(rec + (g >> 3));
             _store_mask16((__mmask16*)r, c1);
             _store_mask8((__mmask8*)(r + 2), c2);
