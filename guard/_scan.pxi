@@ -252,6 +252,58 @@ cdef extern from *:
         return sc_simd_ok;
     }
 
+    /* The squeeze of a window (see sc_ww_candidates), block by block: done inside the
+       fold pass when both run (the folded block is still in a register: no store and
+       reload of it, no loop of its own), else by sc_ww_candidates over the folded
+       bytes. len: the window's length (the rest is look-ahead); carry: the byte before
+       the window is a letter. */
+    typedef struct {
+        uint8_t* sq; int32_t* wj; uint64_t* bm; int32_t* bn;
+        Py_ssize_t len, nsq, nw, nt, nwin;
+        uint64_t carry;
+        int done;
+    } SCSqz;
+    #define SC_BIOTA _mm512_set_epi8( \
+            63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, \
+            47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32, \
+            31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, \
+            15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+    /* block i (a multiple of 64) of the folded bytes f, of fb_end in all */
+    #define SC_SQUEEZE_BLOCK(Z, f, i, fb_end) do { \
+            uint64_t m = _mm512_test_epi8_mask(f, f); \
+            if ((fb_end) - (i) < 64) m &= (1ull << ((fb_end) - (i))) - 1; \
+            uint64_t st = m & ~((m << 1) | (Z)->carry); \
+            (Z)->carry = m >> 63; \
+            Py_ssize_t len_ = (Z)->len, nsq_ = (Z)->nsq, nt_ = (Z)->nt; \
+            uint64_t stl = (i) >= len_ ? 0 \
+                : (len_ - (i) >= 64 ? st : st & ((1ull << (len_ - (i))) - 1)); \
+            (Z)->bm[(i) >> 6] = m; \
+            (Z)->bn[(i) >> 6] = (int32_t)nsq_; \
+            if ((i) < len_) \
+                (Z)->nwin = nsq_ + __builtin_popcountll( \
+                    len_ - (i) >= 64 ? m : m & ((1ull << (len_ - (i))) - 1)); \
+            _mm512_storeu_si512((void*)((Z)->sq + nsq_), _mm512_maskz_compress_epi8(m, f)); \
+            /* squeezed offsets of the starts in this block, as bytes, then widened */ \
+            uint64_t sst = _pext_u64(st, m); \
+            int cnt = __builtin_popcountll(sst); \
+            __m512i off = _mm512_maskz_compress_epi8(sst, biota); \
+            __m512i base = _mm512_set1_epi32((int)nsq_); \
+            int32_t* w_ = (Z)->wj + nt_; \
+            _mm512_storeu_si512((void*)w_, _mm512_add_epi32( \
+                _mm512_cvtepu8_epi32(_mm512_castsi512_si128(off)), base)); \
+            _mm512_storeu_si512((void*)(w_ + 16), _mm512_add_epi32( \
+                _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 1)), base)); \
+            if (__builtin_expect(cnt > 32, 0)) {   /* one-letter words: "a a a a ..." */ \
+                _mm512_storeu_si512((void*)(w_ + 32), _mm512_add_epi32( \
+                    _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 2)), base)); \
+                _mm512_storeu_si512((void*)(w_ + 48), _mm512_add_epi32( \
+                    _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 3)), base)); \
+            } \
+            (Z)->nt = nt_ + cnt; \
+            (Z)->nw += __builtin_popcountll(stl); \
+            (Z)->nsq = nsq_ + __builtin_popcountll(m); \
+        } while (0)
+
     /* out[i] = fold[d[i]] for i < n (fold[b] == b for b >= 0x80), 64 bytes per step (one
        two-register byte permute looks the low 128 entries up), plus what the other
        whole-body passes need from the same bytes (one load and two byte permutes per 64
@@ -262,11 +314,15 @@ cdef extern from *:
        holds only base64/hex alphabet bytes (b64: every run of 63 or more holds one, so
        without any the encoded-run pass has nothing to find);
        returns the mask of bytes >= 0x80 (nonzero: the body is not pure ASCII). out gets
-       whole 64-byte blocks (zero-filled past n: the caller's buffer has the slack). */
-    __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+       whole 64-byte blocks (zero-filled past n: the caller's buffer has the slack);
+       z (or NULL): the window is squeezed here too (SC_SQUEEZE_BLOCK, z->done set by
+       the caller). */
+    __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,bmi2,popcnt")))
     static uint64_t sc_fold_window(const uint8_t* fold, const uint8_t* pflags, int hiflag,
                                    const uint8_t* b64, const uint8_t* d, Py_ssize_t n,
-                                   uint8_t* out, uint64_t* pm, uint64_t* nul, uint64_t* enc) {
+                                   uint8_t* out, uint64_t* pm, uint64_t* nul, uint64_t* enc,
+                                   SCSqz* z) {
+        const __m512i biota = SC_BIOTA;
         __m512i lo = _mm512_loadu_si512((const void*)fold);
         __m512i hi = _mm512_loadu_si512((const void*)(fold + 64));
         __m512i plo = _mm512_loadu_si512((const void*)pflags);
@@ -281,8 +337,10 @@ cdef extern from *:
             __mmask64 kx = n - i >= 64 ? ~0ull : ((1ull << (n - i)) - 1);
             __m512i x = _mm512_maskz_loadu_epi8(kx, (const void*)(d + i));
             __mmask64 h = _mm512_movepi8_mask(x);
-            __m512i f = _mm512_permutex2var_epi8(lo, x, hi);
-            _mm512_storeu_si512((void*)(out + i), _mm512_mask_mov_epi8(f, h, x));
+            __m512i f = _mm512_mask_mov_epi8(_mm512_permutex2var_epi8(lo, x, hi), h, x);
+            _mm512_storeu_si512((void*)(out + i), f);
+            if (z != NULL)
+                SC_SQUEEZE_BLOCK(z, f, i, n);
             __m512i px = _mm512_mask_mov_epi8(_mm512_permutex2var_epi8(plo, x, phi), h, hv);
             uint64_t* q = pm + 6 * (i >> 6);
             q[0] = _mm512_mask_test_epi8_mask(kx, px, one);
@@ -910,9 +968,10 @@ cdef extern from *:
     #undef SC_KEYS8
 
     /* Whole-word candidates of the window [a, b), AVX-512 (BW, VBMI2, DQ, CD) + BMI2.
-       1. Squeeze: the letters of the folded bytes fb[0:fb_end] (window + look-ahead) are
-          packed 64 bytes per vpcompressb into sq, and the squeezed index of every word
-          start is listed in wj (the nw starts inside the window first, then those of the
+       1. Squeeze (already done by the fold pass when zq->done: SCSqz): the letters of
+          the folded bytes fb[0:fb_end] (window + look-ahead) are packed 64 bytes per
+          vpcompressb into sq, and the squeezed index of every word start is listed in
+          wj (the nw starts inside the window first, then those of the
           look-ahead: the one after the last window start gives its first fragment's
           length). Only squeezed indices are listed: raw positions are needed for the few
           candidates alone, and come from the block letter masks bm and the squeezed index
@@ -934,45 +993,21 @@ cdef extern from *:
             Py_ssize_t fb_end, const uint64_t* bits, const uint64_t* bitsl, uint32_t shift,
             int classes, uint8_t* sq, int32_t* wj, int32_t* cp, uint64_t* ck,
             int32_t* chm, uint64_t* rec, uint64_t* bm, int32_t* bn, Py_ssize_t* nsq_win,
-            int keys) {
-        Py_ssize_t len = b - a, nsq = 0, nw = 0, nt = 0, nc = 0, k, nwin = 0;
-        uint64_t carry = (a > 0 && fold[d[a - 1]]) ? 1 : 0;
-        const __m512i biota = _mm512_set_epi8(
-            63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48,
-            47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32,
-            31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
-            15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-        for (Py_ssize_t i = 0; i < fb_end; i += 64) {
-            __m512i f = _mm512_loadu_si512((const void*)(fb + i));
-            uint64_t m = _mm512_test_epi8_mask(f, f);
-            if (fb_end - i < 64) m &= (1ull << (fb_end - i)) - 1;
-            uint64_t st = m & ~((m << 1) | carry);
-            carry = m >> 63;
-            uint64_t stl = i >= len ? 0 : (len - i >= 64 ? st : st & ((1ull << (len - i)) - 1));
-            bm[i >> 6] = m;
-            bn[i >> 6] = (int32_t)nsq;
-            if (i < len)
-                nwin = nsq + __builtin_popcountll(len - i >= 64 ? m : m & ((1ull << (len - i)) - 1));
-            _mm512_storeu_si512((void*)(sq + nsq), _mm512_maskz_compress_epi8(m, f));
-            /* squeezed offsets of the starts in this block, as bytes, then widened */
-            uint64_t sst = _pext_u64(st, m);
-            int cnt = __builtin_popcountll(sst);
-            __m512i off = _mm512_maskz_compress_epi8(sst, biota);
-            __m512i base = _mm512_set1_epi32((int)nsq);
-            _mm512_storeu_si512((void*)(wj + nt),
-                _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_castsi512_si128(off)), base));
-            _mm512_storeu_si512((void*)(wj + nt + 16),
-                _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 1)), base));
-            if (__builtin_expect(cnt > 32, 0)) {   /* one-letter words: "a a a a ..." */
-                _mm512_storeu_si512((void*)(wj + nt + 32),
-                    _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 2)), base));
-                _mm512_storeu_si512((void*)(wj + nt + 48),
-                    _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 3)), base));
+            int keys, const SCSqz* zq) {
+        Py_ssize_t nc = 0, k;
+        SCSqz zl_;
+        if (zq == NULL || !zq->done) {
+            const __m512i biota = SC_BIOTA;
+            zl_.sq = sq; zl_.wj = wj; zl_.bm = bm; zl_.bn = bn;
+            zl_.len = b - a; zl_.nsq = zl_.nw = zl_.nt = zl_.nwin = 0;
+            zl_.carry = (a > 0 && fold[d[a - 1]]) ? 1 : 0;
+            for (Py_ssize_t i = 0; i < fb_end; i += 64) {
+                __m512i f = _mm512_loadu_si512((const void*)(fb + i));
+                SC_SQUEEZE_BLOCK(&zl_, f, i, fb_end);
             }
-            nt += cnt;
-            nw += __builtin_popcountll(stl);
-            nsq += __builtin_popcountll(m);
+            zq = &zl_;
         }
+        Py_ssize_t nsq = zq->nsq, nw = zq->nw, nt = zq->nt, nwin = zq->nwin;
         bn[(fb_end + 63) >> 6] = (int32_t)nsq;
         *nsq_win = nwin;
         sc_prof_mark(1);
@@ -1125,6 +1160,14 @@ cdef extern from *:
         return nc;
     }
     """
+    ctypedef struct SCSqz:
+        uint8_t* sq
+        int32_t* wj
+        uint64_t* bm
+        int32_t* bn
+        Py_ssize_t len, nsq, nw, nt, nwin
+        uint64_t carry
+        int done
     int sc_simd_available() nogil
     void sc_prof_mark(int phase) nogil
     int SC_PROF
@@ -1140,7 +1183,7 @@ cdef extern from *:
                     Py_ssize_t minl, Py_ssize_t* rs, Py_ssize_t* re) nogil
     uint64_t sc_fold_window(const uint8_t* fold, const uint8_t* pflags, int hiflag,
                             const uint8_t* b64, const uint8_t* d, Py_ssize_t n, uint8_t* out,
-                            uint64_t* pm, uint64_t* nul, uint64_t* enc) nogil
+                            uint64_t* pm, uint64_t* nul, uint64_t* enc, SCSqz* z) nogil
     Py_ssize_t sc_pat_from_masks(const uint64_t* pm, Py_ssize_t len, uint64_t wprev0,
                                  int32_t* out) nogil
     Py_ssize_t sc_pat_candidates(const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b,
@@ -1152,7 +1195,7 @@ cdef extern from *:
                                 uint8_t* sq, int32_t* wj, int32_t* cp,
                                 uint64_t* ck, int32_t* chm, uint64_t* rec, uint64_t* bm,
                                 int32_t* bn,
-                                Py_ssize_t* nsq_win, int keys) nogil
+                                Py_ssize_t* nsq_win, int keys, const SCSqz* zq) nogil
     Py_ssize_t sc_ss_prefix_candidates(const uint8_t* sq, Py_ssize_t nsq, const uint8_t* pfx,
                                        const uint8_t* plen, int npfx, const uint64_t* bm,
                                        const int32_t* bn, Py_ssize_t a, int32_t* out) nogil
@@ -1934,6 +1977,7 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
     returns 2 with nothing recorded (the caller folds that body first)."""
     cdef Py_ssize_t h0 = hits.n, r0 = runs.n, a, b, nws, k, fe = 0, nsqw = 0, nb
     cdef SCRoll R
+    cdef SCSqz zq
     cdef bint simd = _sc_use_simd > 0
     cdef bint sspfx = M.ss.nterms > 0 and M.ss_npfx > 0
     cdef bint fused = _sc_fused(M)
@@ -1942,6 +1986,7 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
     if pre != NULL:
         pre[0] = 0
     w.ph.n = 0
+    zq.done = 0
     if ((M.ww.nterms or M.ss.nterms)
             and _sc_work_reserve(w, n if n < SC_WINDOW else SC_WINDOW) < 0):
         return -1
@@ -1953,8 +1998,17 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
         if simd and (M.ww.nterms or M.ss.nterms):
             # fold the window (+ SC_LOOKAHEAD bytes) 64 bytes at a time
             fe = b + SC_LOOKAHEAD if b + SC_LOOKAHEAD < n else n
+            # the squeeze rides along when the whole-word or prefix pass needs it
+            zq.sq = w.sq
+            zq.wj = w.wj
+            zq.bm = w.bm
+            zq.bn = w.bn
+            zq.len = b - a
+            zq.nsq = zq.nw = zq.nt = zq.nwin = 0
+            zq.carry = 1 if a > 0 and M.fold[d[a - 1]] else 0
+            zq.done = M.ww.nterms != 0 or sspfx
             if sc_fold_window(M.fold, M.pflags, M.pfhigh, M.b64, d + a, fe - a, w.fb, w.pm,
-                              &nul, &enc):
+                              &nul, &enc, &zq if zq.done else NULL):
                 if pre != NULL:
                     hits.n = h0     # not pure ASCII: the caller folds it, then scans again
                     runs.n = r0
@@ -1978,7 +2032,7 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
             nws = sc_ww_candidates(M.fold, M.cls, d, n, a, b, w.fb, fe - a, M.ww.bits,
                                    M.ww.bitsl, M.ww.shift, M.ww.classes, w.sq, w.wj,
                                    w.ws, w.ck, w.chm, w.gr, w.bm, w.bn, &nsqw,
-                                   M.ww.nterms != 0)
+                                   M.ww.nterms != 0, &zq)
             if M.ww.nterms:
                 _sc_roll_reset(&R)
                 _sc_prefetch_slots(&M.ww, w.chm, w.ck, nws)
