@@ -325,13 +325,23 @@ cdef extern from *:
         const __m512i biota = SC_BIOTA;
         __m512i lo = _mm512_loadu_si512((const void*)fold);
         __m512i hi = _mm512_loadu_si512((const void*)(fold + 64));
-        __m512i plo = _mm512_loadu_si512((const void*)pflags);
-        __m512i phi = _mm512_loadu_si512((const void*)(pflags + 64));
-        __m512i hv = _mm512_set1_epi8((char)hiflag);
+        /* one table for all but the fold: the pattern flags in bits 0..5, bit 6 a
+           base64/hex alphabet byte, bit 7 the NUL byte; a block's flags are then read
+           off one permute, four by vptestmb (port 5, which the permutes, the squeeze's
+           compresses and widenings also need) and four by vpmovb2m of the byte shifted
+           left (port 0): with the squeeze in this loop, port 5 bound it */
+        const __m512i m6 = _mm512_set1_epi8(63), b6 = _mm512_set1_epi8(64);
+        const __m512i e0 = _mm512_loadu_si512((const void*)b64);
+        const __m512i e1 = _mm512_loadu_si512((const void*)(b64 + 64));
+        __m512i plo = _mm512_ternarylogic_epi64(_mm512_loadu_si512((const void*)pflags), m6,
+            _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(e0, e0), b6), 0xEA);
+        plo = _mm512_mask_mov_epi8(plo, 1, _mm512_or_si512(plo, _mm512_set1_epi8((char)0x80)));
+        __m512i phi = _mm512_ternarylogic_epi64(
+            _mm512_loadu_si512((const void*)(pflags + 64)), m6,
+            _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(e1, e1), b6), 0xEA);
+        __m512i hv = _mm512_set1_epi8((char)(hiflag & 63));
         __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2), four = _mm512_set1_epi8(4);
-        __m512i b3 = _mm512_set1_epi8(8), b4 = _mm512_set1_epi8(16), b5 = _mm512_set1_epi8(32);
-        __m512i elo = _mm512_loadu_si512((const void*)b64);
-        __m512i ehi = _mm512_loadu_si512((const void*)(b64 + 64));
+        __m512i b3 = _mm512_set1_epi8(8);
         uint64_t anyhi = 0, anynul = 0, anyenc = 0;
         for (Py_ssize_t i = 0; i < n; i += 64) {
             __mmask64 kx = n - i >= 64 ? ~0ull : ((1ull << (n - i)) - 1);
@@ -341,18 +351,20 @@ cdef extern from *:
             _mm512_storeu_si512((void*)(out + i), f);
             if (z != NULL)
                 SC_SQUEEZE_BLOCK(z, f, i, n);
-            __m512i px = _mm512_mask_mov_epi8(_mm512_permutex2var_epi8(plo, x, phi), h, hv);
+            /* zero past n: no flag there; bytes >= 0x80: hiflag (no bit 6 or 7) */
+            __m512i px = _mm512_mask_mov_epi8(_mm512_maskz_permutex2var_epi8(kx, plo, x, phi),
+                                              h, hv);
+            __m512i p2 = _mm512_add_epi8(px, px), p4 = _mm512_add_epi8(p2, p2);
             uint64_t* q = pm + 6 * (i >> 6);
-            q[0] = _mm512_mask_test_epi8_mask(kx, px, one);
-            q[1] = _mm512_mask_test_epi8_mask(kx, px, two);
-            q[2] = _mm512_mask_test_epi8_mask(kx, px, four);
-            q[3] = _mm512_mask_test_epi8_mask(kx, px, b3);
-            q[4] = _mm512_mask_test_epi8_mask(kx, px, b4);
-            q[5] = _mm512_mask_test_epi8_mask(kx, px, b5);
+            q[0] = _mm512_test_epi8_mask(px, one);
+            q[1] = _mm512_test_epi8_mask(px, two);
+            q[2] = _mm512_test_epi8_mask(px, four);
+            q[3] = _mm512_test_epi8_mask(px, b3);
+            q[4] = _mm512_movepi8_mask(_mm512_add_epi8(p4, p4));
+            q[5] = _mm512_movepi8_mask(p4);
             anyhi |= h;
-            anynul |= _mm512_mask_testn_epi8_mask(kx, x, x);
-            __m512i ex = _mm512_permutex2var_epi8(elo, x, ehi);
-            uint64_t ne = ~(_mm512_mask_test_epi8_mask(kx, ex, ex) & ~h);
+            anynul |= _mm512_movepi8_mask(px);
+            uint64_t ne = ~_mm512_movepi8_mask(p2);
             anyenc |= ((uint32_t)ne == 0) | ((ne >> 32) == 0);
         }
         *nul = anynul;
