@@ -871,14 +871,14 @@ cdef extern from *:
         __m512i shv = _mm512_broadcastq_epi64(shiftv);
         const int shortc = classes & 7;
         __m256i J, Jx;
-        __m512i key, keyx, W, Wx;
+        __m512i key, keyx, W, Wx, k4x;
         __mmask8 lm, lmx;
         if (nv <= 0)
             return;
     #define SC_STAGE_A(G) do { \
             SC_KEYS8(G, Jx, keyx, lmx); \
-            __m512i h_ = _mm512_madd52lo_epu64(zero, \
-                _mm512_ternarylogic_epi64(keyx, m32, t4, 0xEA), hwv); \
+            k4x = _mm512_ternarylogic_epi64(keyx, m32, t4, 0xEA); \
+            __m512i h_ = _mm512_madd52lo_epu64(zero, k4x, hwv); \
             Wx = _mm512_mask_i64gather_epi64(zero, lmx, _mm512_srlv_epi64(h_, shv), \
                                              (const void*)bits, 8); \
         } while (0)
@@ -888,12 +888,11 @@ cdef extern from *:
         SC_STAGE_A(0);
         for (Py_ssize_t g = 0; g < nv; g += 8) {
             J = Jx; key = keyx; W = Wx; lm = lmx;
+            __m512i p4 = _mm512_madd52hi_epu64(zero, k4x, hbv);   /* class 4 key, stage A's */
             if (g + 8 < nv)
                 SC_STAGE_A(g + 8);
             /* class keys in sc_hin form: chars | tag << 44; the 8-character key as
                key ^ ((key >> 12) & 0xFFF << 40) (IFMA reads the low 52 bits) */
-            __m512i p4 = _mm512_madd52hi_epu64(zero,
-                _mm512_ternarylogic_epi64(key, m32, t4, 0xEA), hbv);
             __m512i p5 = _mm512_madd52hi_epu64(zero,
                 _mm512_ternarylogic_epi64(key, m40, t5, 0xEA), hbv);
             __m512i pl = _mm512_madd52hi_epu64(zero,
