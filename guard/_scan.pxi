@@ -145,6 +145,8 @@ ctypedef struct SCWork:
     uint8_t* fb                 # folded window (SIMD path)
     uint64_t* ck                # candidate keys (SIMD path)
     int32_t* chm                # candidate class masks (SIMD path)
+    uint64_t* gr                # prefilter record of every group of 8 word starts (SIMD
+                                # path: see sc_groups_shared)
     uint8_t* sq                 # squeezed letters of the window (SIMD path)
     int32_t* wj                 # squeezed index of each word start (SIMD path; window, then
                                 # look-ahead)
@@ -250,6 +252,58 @@ cdef extern from *:
         return sc_simd_ok;
     }
 
+    /* The squeeze of a window (see sc_ww_candidates), block by block: done inside the
+       fold pass when both run (the folded block is still in a register: no store and
+       reload of it, no loop of its own), else by sc_ww_candidates over the folded
+       bytes. len: the window's length (the rest is look-ahead); carry: the byte before
+       the window is a letter. */
+    typedef struct {
+        uint8_t* sq; int32_t* wj; uint64_t* bm; int32_t* bn;
+        Py_ssize_t len, nsq, nw, nt, nwin;
+        uint64_t carry;
+        int done;
+    } SCSqz;
+    #define SC_BIOTA _mm512_set_epi8( \
+            63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, \
+            47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32, \
+            31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, \
+            15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+    /* block i (a multiple of 64) of the folded bytes f, of fb_end in all */
+    #define SC_SQUEEZE_BLOCK(Z, f, i, fb_end) do { \
+            uint64_t m = _mm512_test_epi8_mask(f, f); \
+            if ((fb_end) - (i) < 64) m &= (1ull << ((fb_end) - (i))) - 1; \
+            uint64_t st = m & ~((m << 1) | (Z)->carry); \
+            (Z)->carry = m >> 63; \
+            Py_ssize_t len_ = (Z)->len, nsq_ = (Z)->nsq, nt_ = (Z)->nt; \
+            uint64_t stl = (i) >= len_ ? 0 \
+                : (len_ - (i) >= 64 ? st : st & ((1ull << (len_ - (i))) - 1)); \
+            (Z)->bm[(i) >> 6] = m; \
+            (Z)->bn[(i) >> 6] = (int32_t)nsq_; \
+            if ((i) < len_) \
+                (Z)->nwin = nsq_ + __builtin_popcountll( \
+                    len_ - (i) >= 64 ? m : m & ((1ull << (len_ - (i))) - 1)); \
+            _mm512_storeu_si512((void*)((Z)->sq + nsq_), _mm512_maskz_compress_epi8(m, f)); \
+            /* squeezed offsets of the starts in this block, as bytes, then widened */ \
+            uint64_t sst = _pext_u64(st, m); \
+            int cnt = __builtin_popcountll(sst); \
+            __m512i off = _mm512_maskz_compress_epi8(sst, biota); \
+            __m512i base = _mm512_set1_epi32((int)nsq_); \
+            int32_t* w_ = (Z)->wj + nt_; \
+            _mm512_storeu_si512((void*)w_, _mm512_add_epi32( \
+                _mm512_cvtepu8_epi32(_mm512_castsi512_si128(off)), base)); \
+            _mm512_storeu_si512((void*)(w_ + 16), _mm512_add_epi32( \
+                _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 1)), base)); \
+            if (__builtin_expect(cnt > 32, 0)) {   /* one-letter words: "a a a a ..." */ \
+                _mm512_storeu_si512((void*)(w_ + 32), _mm512_add_epi32( \
+                    _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 2)), base)); \
+                _mm512_storeu_si512((void*)(w_ + 48), _mm512_add_epi32( \
+                    _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 3)), base)); \
+            } \
+            (Z)->nt = nt_ + cnt; \
+            (Z)->nw += __builtin_popcountll(stl); \
+            (Z)->nsq = nsq_ + __builtin_popcountll(m); \
+        } while (0)
+
     /* out[i] = fold[d[i]] for i < n (fold[b] == b for b >= 0x80), 64 bytes per step (one
        two-register byte permute looks the low 128 entries up), plus what the other
        whole-body passes need from the same bytes (one load and two byte permutes per 64
@@ -260,39 +314,57 @@ cdef extern from *:
        holds only base64/hex alphabet bytes (b64: every run of 63 or more holds one, so
        without any the encoded-run pass has nothing to find);
        returns the mask of bytes >= 0x80 (nonzero: the body is not pure ASCII). out gets
-       whole 64-byte blocks (zero-filled past n: the caller's buffer has the slack). */
-    __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+       whole 64-byte blocks (zero-filled past n: the caller's buffer has the slack);
+       z (or NULL): the window is squeezed here too (SC_SQUEEZE_BLOCK, z->done set by
+       the caller). */
+    __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,bmi2,popcnt")))
     static uint64_t sc_fold_window(const uint8_t* fold, const uint8_t* pflags, int hiflag,
                                    const uint8_t* b64, const uint8_t* d, Py_ssize_t n,
-                                   uint8_t* out, uint64_t* pm, uint64_t* nul, uint64_t* enc) {
+                                   uint8_t* out, uint64_t* pm, uint64_t* nul, uint64_t* enc,
+                                   SCSqz* z) {
+        const __m512i biota = SC_BIOTA;
         __m512i lo = _mm512_loadu_si512((const void*)fold);
         __m512i hi = _mm512_loadu_si512((const void*)(fold + 64));
-        __m512i plo = _mm512_loadu_si512((const void*)pflags);
-        __m512i phi = _mm512_loadu_si512((const void*)(pflags + 64));
-        __m512i hv = _mm512_set1_epi8((char)hiflag);
+        /* one table for all but the fold: the pattern flags in bits 0..5, bit 6 a
+           base64/hex alphabet byte, bit 7 the NUL byte; a block's flags are then read
+           off one permute, four by vptestmb (port 5, which the permutes, the squeeze's
+           compresses and widenings also need) and four by vpmovb2m of the byte shifted
+           left (port 0): with the squeeze in this loop, port 5 bound it */
+        const __m512i m6 = _mm512_set1_epi8(63), b6 = _mm512_set1_epi8(64);
+        const __m512i e0 = _mm512_loadu_si512((const void*)b64);
+        const __m512i e1 = _mm512_loadu_si512((const void*)(b64 + 64));
+        __m512i plo = _mm512_ternarylogic_epi64(_mm512_loadu_si512((const void*)pflags), m6,
+            _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(e0, e0), b6), 0xEA);
+        plo = _mm512_mask_mov_epi8(plo, 1, _mm512_or_si512(plo, _mm512_set1_epi8((char)0x80)));
+        __m512i phi = _mm512_ternarylogic_epi64(
+            _mm512_loadu_si512((const void*)(pflags + 64)), m6,
+            _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(e1, e1), b6), 0xEA);
+        __m512i hv = _mm512_set1_epi8((char)(hiflag & 63));
         __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2), four = _mm512_set1_epi8(4);
-        __m512i b3 = _mm512_set1_epi8(8), b4 = _mm512_set1_epi8(16), b5 = _mm512_set1_epi8(32);
-        __m512i elo = _mm512_loadu_si512((const void*)b64);
-        __m512i ehi = _mm512_loadu_si512((const void*)(b64 + 64));
+        __m512i b3 = _mm512_set1_epi8(8);
         uint64_t anyhi = 0, anynul = 0, anyenc = 0;
         for (Py_ssize_t i = 0; i < n; i += 64) {
             __mmask64 kx = n - i >= 64 ? ~0ull : ((1ull << (n - i)) - 1);
             __m512i x = _mm512_maskz_loadu_epi8(kx, (const void*)(d + i));
             __mmask64 h = _mm512_movepi8_mask(x);
-            __m512i f = _mm512_permutex2var_epi8(lo, x, hi);
-            _mm512_storeu_si512((void*)(out + i), _mm512_mask_mov_epi8(f, h, x));
-            __m512i px = _mm512_mask_mov_epi8(_mm512_permutex2var_epi8(plo, x, phi), h, hv);
+            __m512i f = _mm512_mask_mov_epi8(_mm512_permutex2var_epi8(lo, x, hi), h, x);
+            _mm512_storeu_si512((void*)(out + i), f);
+            if (z != NULL)
+                SC_SQUEEZE_BLOCK(z, f, i, n);
+            /* zero past n: no flag there; bytes >= 0x80: hiflag (no bit 6 or 7) */
+            __m512i px = _mm512_mask_mov_epi8(_mm512_maskz_permutex2var_epi8(kx, plo, x, phi),
+                                              h, hv);
+            __m512i p2 = _mm512_add_epi8(px, px), p4 = _mm512_add_epi8(p2, p2);
             uint64_t* q = pm + 6 * (i >> 6);
-            q[0] = _mm512_mask_test_epi8_mask(kx, px, one);
-            q[1] = _mm512_mask_test_epi8_mask(kx, px, two);
-            q[2] = _mm512_mask_test_epi8_mask(kx, px, four);
-            q[3] = _mm512_mask_test_epi8_mask(kx, px, b3);
-            q[4] = _mm512_mask_test_epi8_mask(kx, px, b4);
-            q[5] = _mm512_mask_test_epi8_mask(kx, px, b5);
+            q[0] = _mm512_test_epi8_mask(px, one);
+            q[1] = _mm512_test_epi8_mask(px, two);
+            q[2] = _mm512_test_epi8_mask(px, four);
+            q[3] = _mm512_test_epi8_mask(px, b3);
+            q[4] = _mm512_movepi8_mask(_mm512_add_epi8(p4, p4));
+            q[5] = _mm512_movepi8_mask(p4);
             anyhi |= h;
-            anynul |= _mm512_mask_testn_epi8_mask(kx, x, x);
-            __m512i ex = _mm512_permutex2var_epi8(elo, x, ehi);
-            uint64_t ne = ~(_mm512_mask_test_epi8_mask(kx, ex, ex) & ~h);
+            anynul |= _mm512_movepi8_mask(px);
+            uint64_t ne = ~_mm512_movepi8_mask(p2);
             anyenc |= ((uint32_t)ne == 0) | ((ne >> 32) == 0);
         }
         *nul = anynul;
@@ -638,6 +710,37 @@ cdef extern from *:
         return 0;
     }
 
+    /* sc_cut_past_word, then sc_tail_ok when the 8+ class is left (tmask: as there;
+       tail: the 4 letters after the key, or tailp NULL when they may lie past the
+       squeezed look-ahead), for one candidate of the SIMD pass with few data-dependent
+       branches: its Bloom tests are made whether needed or not and their results
+       combined with masks. The candidate listing was bound by mispredicted branches
+       (~100 ticks per candidate, ~20 candidates per 4 KB of the bench corpus). */
+    static inline int sc_cand_cut(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
+            Py_ssize_t n, Py_ssize_t p, int z, uint64_t k, int hm, const uint64_t* bits,
+            uint32_t shift, const uint8_t* tailp, int tmask) {
+        Py_ssize_t e = p + z;
+        int g = 0;   /* a first fragment of 8 letters: nothing to cut */
+        if (z <= 7)
+            g = (e + 1 < n && d[e] == ' ' && fold[d[e + 1]]) ? 2
+                : sc_gap_at(fold, cls, d, n, e);
+        int cz = z <= 4 ? 1 << (z - 1) : 16;
+        hm = g >= 3 ? hm & cz : hm;
+        int zb = sc_bloom(bits, shift, sc_zkey(k, z));
+        hm &= ~(((g == 2) & (z >= 2) & !zb) << 4);
+        if (tailp != NULL) {
+            uint32_t tail;
+            int ok = 0;
+            memcpy(&tail, tailp, 4);
+            for (int tm = tmask; tm; tm &= tm - 1) {   /* the same for the whole call */
+                int t = __builtin_ctz(tm);
+                ok |= sc_bloom(bits, shift, sc_tail_key(k, tail & ((1u << (8 * t)) - 1), t));
+            }
+            hm &= ~((!ok) << 5);
+        }
+        return hm;
+    }
+
     /* Eight blocked-Bloom tests at once (see sc_bloom_mask), lanes in lm only; keys in
        sc_hin form (a class key is built directly as chars | tag << 44, one vpternlogq). */
     #define SC_SIMD_TARGET "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,avx512ifma"
@@ -693,10 +796,193 @@ cdef extern from *:
                                          0xEA);
     }
 
+    /* The group loops of sc_ww_candidates: the prefix-class mask of every word start
+       wj[0:nv] (indices into the squeezed letters sq) as a record of 8 bytes per group of
+       8 starts, rec[g / 8]. */
+    #define SC_WW_TARGET "avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512dq,avx512cd,avx512vl,avx512ifma,bmi2,popcnt"
+    #define SC_L8 0x0101010101010101ull
+    /* byte 4l of a vector of 32-bit lanes into all 8 bytes of 64-bit lane l, plus the
+       offsets 0..7 within each 64-bit lane */
+    #define SC_KREP _mm512_set_epi8( \
+            28, 28, 28, 28, 28, 28, 28, 28, 24, 24, 24, 24, 24, 24, 24, 24, \
+            20, 20, 20, 20, 20, 20, 20, 20, 16, 16, 16, 16, 16, 16, 16, 16, \
+            12, 12, 12, 12, 12, 12, 12, 12, 8, 8, 8, 8, 8, 8, 8, 8, \
+            4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0)
+    #define SC_KINC _mm512_set1_epi64(0x0706050403020100ll)
+    /* The keys of the starts wj[G:G+8] (lanes in LMo): the 8 squeezed bytes at each start,
+       cut out of the 128 bytes at the group's first start by one two-register byte
+       permute. A gather there made the Bloom word gather wait for it, and gathers do not
+       overlap one another: the two in a row cost ~4x the permute. Eight starts spanning
+       more than 120 letters (very long words) take the gather. Lanes outside LMo hold
+       garbage: every use of them is masked. */
+    #define SC_KEYS8(G, Jo, KEYo, LMo) do { \
+            Py_ssize_t r_ = nv - (G); \
+            LMo = r_ >= 8 ? 0xFF : (__mmask8)((1u << r_) - 1); \
+            Jo = _mm256_maskz_loadu_epi32(LMo, (const void*)(wj + (G))); \
+            int32_t j0_ = wj[G]; \
+            if (__builtin_expect(wj[(G) + (r_ >= 8 ? 7 : r_ - 1)] - j0_ > 120, 0)) { \
+                KEYo = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), LMo, Jo, \
+                                                   (const void*)sq, 1); \
+            } else { \
+                __m512i rel_ = _mm512_castsi256_si512( \
+                    _mm256_sub_epi32(Jo, _mm256_set1_epi32(j0_))); \
+                KEYo = _mm512_permutex2var_epi8( \
+                    _mm512_loadu_si512((const void*)(sq + j0_)), \
+                    _mm512_add_epi8(_mm512_permutexvar_epi8(krep, rel_), kinc), \
+                    _mm512_loadu_si512((const void*)(sq + j0_ + 64))); \
+            } \
+        } while (0)
+
+    /* With shared words (tables of at most 8,192 keys, see sc_bloom_word): classes 4,
+       5..7 and 8+ (its 5-character prefix key and its 8-character key) of a start are
+       all tested against ONE gathered word, the word of its first 4 characters. The
+       four keys' SC_BLOOM_K = 4 bit indices go two keys to a 64-bit lane (the second
+       key's moved up by one vpshufd), so two vpmultishiftqb and two compares test all
+       16 bits of 8 starts. The loop is bound by the two ports that run 512-bit
+       instructions (p0: IFMA, shifts, mask moves; p5: shuffles, compares), so it keeps
+       to ~26 such uops per group: the compare masks are stored as they are (a record
+       of 8 bytes per group, see below) and what depends on the first word's length
+       (class 4 needs at most 4 letters, see sc_ww_candidates) is left to the ~2% of
+       starts that pass; the constants are pinned in registers (gcc rematerialised a
+       dozen broadcasts per group, all on p5). Record of group g/8 in rec[g/8]: bits
+       0..15 the dword compare mask of (class 5..7 key, class 4 key) per lane (bit 2l:
+       class 5..7, 2l + 1: class 4), bits 16..23 the 8+ keys, bits 24 + 8(m - 1)..
+       class m = 1..3 (tested only where the first word has at most m letters: their
+       own words, one more gather each). Stage A (keys, shared word gather) runs one
+       group ahead of the tests. */
+    #if SC_BLOOM_K != 4
+    #error "sc_groups_shared packs two keys' 4 bit indices per 64-bit lane"
+    #endif
+    #define SC_PIN(v) __asm__("" : "+v"(v))
+    __attribute__((target(SC_WW_TARGET)))
+    static void sc_groups_shared(const uint8_t* sq, const int32_t* wj, Py_ssize_t nv,
+                                 const uint64_t* bits, __m128i shiftv, int classes,
+                                 uint64_t* rec) {
+        __m512i krep = SC_KREP, kinc = SC_KINC;
+        const __m512i zero = _mm512_setzero_si512();
+        __m512i m32 = _mm512_set1_epi64(0xFFFFFFFFll);
+        __m512i m40 = _mm512_set1_epi64(0xFFFFFFFFFFll);
+        __m512i t4 = _mm512_set1_epi64(4ll << 44), t5 = _mm512_set1_epi64(5ll << 44);
+        __m512i t15 = _mm512_set1_epi64(0x15ll << 44);
+        __m512i f12 = _mm512_set1_epi64((long long)(0xFFFull << 40));
+        __m512i hwv = _mm512_set1_epi64((long long)SC_HW);
+        __m512i hbv = _mm512_set1_epi64((long long)SC_HB);
+        __m512i ones = _mm512_set1_epi32(0x01010101);
+        __m512i shv = _mm512_broadcastq_epi64(shiftv);
+        const int shortc = classes & 7;
+        __m256i J, Jx;
+        __m512i key, keyx, W, Wx, k4x;
+        __mmask8 lm, lmx;
+        if (nv <= 0)
+            return;
+    #define SC_STAGE_A(G) do { \
+            SC_KEYS8(G, Jx, keyx, lmx); \
+            k4x = _mm512_ternarylogic_epi64(keyx, m32, t4, 0xEA); \
+            __m512i h_ = _mm512_madd52lo_epu64(zero, k4x, hwv); \
+            Wx = _mm512_mask_i64gather_epi64(zero, lmx, _mm512_srlv_epi64(h_, shv), \
+                                             (const void*)bits, 8); \
+        } while (0)
+        /* opaque to the compiler from here: kept in registers, not rematerialised */
+        SC_PIN(krep); SC_PIN(kinc); SC_PIN(m32); SC_PIN(m40); SC_PIN(t4); SC_PIN(t5);
+        SC_PIN(t15); SC_PIN(f12); SC_PIN(hwv); SC_PIN(hbv); SC_PIN(ones); SC_PIN(shv);
+        SC_STAGE_A(0);
+        for (Py_ssize_t g = 0; g < nv; g += 8) {
+            J = Jx; key = keyx; W = Wx; lm = lmx;
+            __m512i p4 = _mm512_madd52hi_epu64(zero, k4x, hbv);   /* class 4 key, stage A's */
+            if (g + 8 < nv)
+                SC_STAGE_A(g + 8);
+            /* class keys in sc_hin form: chars | tag << 44; the 8-character key as
+               key ^ ((key >> 12) & 0xFFF << 40) (IFMA reads the low 52 bits) */
+            __m512i p5 = _mm512_madd52hi_epu64(zero,
+                _mm512_ternarylogic_epi64(key, m40, t5, 0xEA), hbv);
+            __m512i pl = _mm512_madd52hi_epu64(zero,
+                _mm512_ternarylogic_epi64(key, m40, t15, 0xEA), hbv);
+            __m512i p8 = _mm512_madd52hi_epu64(zero,
+                _mm512_ternarylogic_epi64(key, _mm512_srli_epi64(key, 12), f12, 0x78), hbv);
+            /* (p5 low dword, p4 low dword) and (pl, p8) per lane: dword 2l+1 <- 2l */
+            __m512i q1 = _mm512_mask_shuffle_epi32(p5, 0xAAAA, p4, (_MM_PERM_ENUM)0xA0);
+            __m512i q2 = _mm512_mask_shuffle_epi32(pl, 0xAAAA, p8, (_MM_PERM_ENUM)0xA0);
+            /* all the selected bits of W set: none of ~W (one NOT for both tests, then
+               one vptestnm each instead of an AND and a compare); lanes outside lm
+               gathered a zero word: all their bits fail */
+            __m512i nw = _mm512_ternarylogic_epi64(W, W, W, 0x55);
+            __mmask16 c1 = _mm512_mask_testn_epi32_mask(
+                0xFFFF, _mm512_multishift_epi64_epi8(q1, nw), ones);
+            __mmask8 c2 = _mm512_testn_epi64_mask(_mm512_multishift_epi64_epi8(q2, nw), ones);
+            uint8_t* r = (uint8_t*)(rec + (g >> 3));
+            _store_mask16((__mmask16*)r, c1);
+            _store_mask8((__mmask8*)(r + 2), c2);
+            if (shortc) {   /* the same for the whole call: predicted */
+                __m256i zl = _mm256_sub_epi32(
+                    _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g + 1)), J);
+                for (int m = 1; m <= 3; m++) {
+                    __mmask8 al = 0;
+                    if (shortc & (1 << (m - 1))) {
+                        __m512i km = sc_ckey8(key, (long long)((1ull << (8 * m)) - 1),
+                                              (long long)m << 44);
+                        al = sc_bloom8(bits, shiftv, km,
+                            _mm256_mask_cmple_epi32_mask(lm, zl, _mm256_set1_epi32(m)));
+                    }
+                    r[2 + m] = al;
+                }
+            }
+        }
+    #undef SC_STAGE_A
+    }
+
+    /* Without shared words (larger tables): every class key hashes its own word; the
+       record of a group is the class mask of each lane, a byte each. */
+    __attribute__((target(SC_WW_TARGET)))
+    static void sc_groups_own(const uint8_t* sq, const int32_t* wj, Py_ssize_t nv,
+                              const uint64_t* bits, __m128i shiftv, int classes,
+                              uint64_t* rec) {
+        const __m512i krep = SC_KREP, kinc = SC_KINC;
+        /* allowed classes by first-fragment length z = 1..8 (index z - 1), 32-bit lanes */
+        const __m256i atab = _mm256_and_si256(
+            _mm256_set_epi32(16, 16, 16, 16, 16 | 8, 16 | 12, 16 | 14, 16 | 15),
+            _mm256_set1_epi32(classes & 31));
+        const long long M40 = 0xFFFFFFFFFFll;
+        __m256i J;
+        __m512i key;
+        __mmask8 lm;
+        for (Py_ssize_t g = 0; g < nv; g += 8) {
+            SC_KEYS8(g, J, key, lm);
+            __m256i Jn = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g + 1));
+            __m256i zi = _mm256_min_epu32(
+                _mm256_sub_epi32(_mm256_sub_epi32(Jn, J), _mm256_set1_epi32(1)),
+                _mm256_set1_epi32(7));
+            __m256i allow = _mm256_permutexvar_epi32(zi, atab);
+            __mmask8 al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(16));
+            __mmask8 ps = sc_bloom8(bits, shiftv, sc_ckey8(key, M40, 5ll << 44), al);
+            __m256i hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
+            for (int m = 1; m <= 4; m++) {
+                if (!(classes & (1 << (m - 1)))) continue;
+                al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(1 << (m - 1)));
+                __m512i km = sc_ckey8(key, (long long)((1ull << (8 * m)) - 1),
+                                      (long long)m << 44);
+                ps = sc_bloom8(bits, shiftv, km, al);
+                hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(1 << (m - 1)));
+            }
+            if (classes & 32) {
+                ps = sc_bloom8(bits, shiftv, sc_ckey8(key, M40, 0x15ll << 44), lm);
+                if (ps) {   /* a second gather: worth a branch */
+                    /* the 8-character key in sc_hin form */
+                    __m512i h8 = _mm512_ternarylogic_epi64(key, _mm512_srli_epi64(key, 12),
+                        _mm512_set1_epi64((long long)(0xFFFull << 40)), 0x78);
+                    ps = sc_bloom8(bits, shiftv, h8, ps);
+                    hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(32));
+                }
+            }
+            _mm_storel_epi64((__m128i*)(rec + (g >> 3)), _mm256_cvtepi32_epi8(hm));
+        }
+    }
+    #undef SC_KEYS8
+
     /* Whole-word candidates of the window [a, b), AVX-512 (BW, VBMI2, DQ, CD) + BMI2.
-       1. Squeeze: the letters of the folded bytes fb[0:fb_end] (window + look-ahead) are
-          packed 64 bytes per vpcompressb into sq, and the squeezed index of every word
-          start is listed in wj (the nw starts inside the window first, then those of the
+       1. Squeeze (already done by the fold pass when zq->done: SCSqz): the letters of
+          the folded bytes fb[0:fb_end] (window + look-ahead) are packed 64 bytes per
+          vpcompressb into sq, and the squeezed index of every word start is listed in
+          wj (the nw starts inside the window first, then those of the
           look-ahead: the one after the last window start gives its first fragment's
           length). Only squeezed indices are listed: raw positions are needed for the few
           candidates alone, and come from the block letter masks bm and the squeezed index
@@ -708,53 +994,31 @@ cdef extern from *:
           first fragment's length from the next start, then test every prefix class
           with gathered Bloom words; a key may run across a hard gap, which only costs an
           extra probe (verification rejects it). Starts too close to a cut window end are
-          done by sc_ww_hm_one. A passing lane leaves one word (squeezed index | class
-          mask << 24: one vpcompressd, not three); the rare candidates are then written
-          out as (raw position cp, key ck, class mask chm). */
+          done by sc_ww_hm_one. Every group leaves a record of its lanes' test results
+          in rec (see sc_groups_shared); the groups with one left are found 8 at a time
+          and the rare candidates written out as (raw position cp, key ck, class mask
+          chm). */
     __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512dq,avx512cd,avx512vl,avx512ifma,bmi2,popcnt")))
     static Py_ssize_t sc_ww_candidates(const uint8_t* fold, const uint8_t* cls,
             const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b, const uint8_t* fb,
             Py_ssize_t fb_end, const uint64_t* bits, const uint64_t* bitsl, uint32_t shift,
             int classes, uint8_t* sq, int32_t* wj, int32_t* cp, uint64_t* ck,
-            int32_t* chm, uint64_t* bm, int32_t* bn, Py_ssize_t* nsq_win, int keys) {
-        Py_ssize_t len = b - a, nsq = 0, nw = 0, nt = 0, nc = 0, g, k, nwin = 0;
-        uint64_t carry = (a > 0 && fold[d[a - 1]]) ? 1 : 0;
-        const __m512i biota = _mm512_set_epi8(
-            63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48,
-            47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32,
-            31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
-            15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-        for (Py_ssize_t i = 0; i < fb_end; i += 64) {
-            __m512i f = _mm512_loadu_si512((const void*)(fb + i));
-            uint64_t m = _mm512_test_epi8_mask(f, f);
-            if (fb_end - i < 64) m &= (1ull << (fb_end - i)) - 1;
-            uint64_t st = m & ~((m << 1) | carry);
-            carry = m >> 63;
-            uint64_t stl = i >= len ? 0 : (len - i >= 64 ? st : st & ((1ull << (len - i)) - 1));
-            bm[i >> 6] = m;
-            bn[i >> 6] = (int32_t)nsq;
-            if (i < len)
-                nwin = nsq + __builtin_popcountll(len - i >= 64 ? m : m & ((1ull << (len - i)) - 1));
-            _mm512_storeu_si512((void*)(sq + nsq), _mm512_maskz_compress_epi8(m, f));
-            /* squeezed offsets of the starts in this block, as bytes, then widened */
-            uint64_t sst = _pext_u64(st, m);
-            int cnt = __builtin_popcountll(sst);
-            __m512i off = _mm512_maskz_compress_epi8(sst, biota);
-            __m512i base = _mm512_set1_epi32((int)nsq);
-            _mm512_storeu_si512((void*)(wj + nt),
-                _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_castsi512_si128(off)), base));
-            _mm512_storeu_si512((void*)(wj + nt + 16),
-                _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 1)), base));
-            if (__builtin_expect(cnt > 32, 0)) {   /* one-letter words: "a a a a ..." */
-                _mm512_storeu_si512((void*)(wj + nt + 32),
-                    _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 2)), base));
-                _mm512_storeu_si512((void*)(wj + nt + 48),
-                    _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(off, 3)), base));
+            int32_t* chm, uint64_t* rec, uint64_t* bm, int32_t* bn, Py_ssize_t* nsq_win,
+            int keys, const SCSqz* zq) {
+        Py_ssize_t nc = 0, k;
+        SCSqz zl_;
+        if (zq == NULL || !zq->done) {
+            const __m512i biota = SC_BIOTA;
+            zl_.sq = sq; zl_.wj = wj; zl_.bm = bm; zl_.bn = bn;
+            zl_.len = b - a; zl_.nsq = zl_.nw = zl_.nt = zl_.nwin = 0;
+            zl_.carry = (a > 0 && fold[d[a - 1]]) ? 1 : 0;
+            for (Py_ssize_t i = 0; i < fb_end; i += 64) {
+                __m512i f = _mm512_loadu_si512((const void*)(fb + i));
+                SC_SQUEEZE_BLOCK(&zl_, f, i, fb_end);
             }
-            nt += cnt;
-            nw += __builtin_popcountll(stl);
-            nsq += __builtin_popcountll(m);
+            zq = &zl_;
         }
+        Py_ssize_t nsq = zq->nsq, nw = zq->nw, nt = zq->nt, nwin = zq->nwin;
         bn[(fb_end + 63) >> 6] = (int32_t)nsq;
         *nsq_win = nwin;
         sc_prof_mark(1);
@@ -769,153 +1033,86 @@ cdef extern from *:
             while (nv > 0 && wj[nv - 1] + 9 > nsq) nv--;
         const __m128i shiftv = _mm_cvtsi32_si128(26 + (int)(shift & 31));
         const int shared = (shift & SC_SHARED_WORDS) != 0;
-        /* allowed classes by first-fragment length z = 1..8 (index z - 1), 32-bit lanes */
-        const __m256i atab = _mm256_and_si256(
-            _mm256_set_epi32(16, 16, 16, 16, 16 | 8, 16 | 12, 16 | 14, 16 | 15),
-            _mm256_set1_epi32(classes & 31));
-        const long long M32 = 0xFFFFFFFFll, M40 = 0xFFFFFFFFFFll;
-        /* byte 4l of a vector of 32-bit lanes into all 8 bytes of 64-bit lane l, and the
-           offsets 0..7 within each 64-bit lane */
-        const __m512i krep = _mm512_set_epi8(
-            28, 28, 28, 28, 28, 28, 28, 28, 24, 24, 24, 24, 24, 24, 24, 24,
-            20, 20, 20, 20, 20, 20, 20, 20, 16, 16, 16, 16, 16, 16, 16, 16,
-            12, 12, 12, 12, 12, 12, 12, 12, 8, 8, 8, 8, 8, 8, 8, 8,
-            4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0);
-        const __m512i kinc = _mm512_set1_epi64(0x0706050403020100ll);
-        /* Stage A of a group (its keys and, with shared words, its Bloom word gather) is
-           done one group ahead of stage B (the tests): the gather is issued a group's
-           work before its words are needed. */
-        __m256i J = _mm256_setzero_si256(), Jx = J;
-        __m512i key = _mm512_setzero_si512(), keyx = key, W = key, Wx = key;
-        __mmask8 lm = 0, lmx = 0;
-#define SC_STAGE_A(G, Jo, KEYo, Wo, LMo) do { \
-            LMo = nv - (G) >= 8 ? 0xFF : (__mmask8)((1u << (nv - (G))) - 1); \
-            Jo = _mm256_maskz_loadu_epi32(LMo, (const void*)(wj + (G))); \
-            int32_t j0_ = wj[G]; \
-            if (__builtin_expect(wj[(G) + (nv - (G) >= 8 ? 7 : nv - (G) - 1)] - j0_ > 120, 0)) { \
-                KEYo = _mm512_mask_i32gather_epi64(_mm512_setzero_si512(), LMo, Jo, \
-                                                   (const void*)sq, 1); \
-            } else { \
-                __m512i rel_ = _mm512_castsi256_si512( \
-                    _mm256_sub_epi32(Jo, _mm256_set1_epi32(j0_))); \
-                __m512i idx_ = _mm512_add_epi8(_mm512_permutexvar_epi8(krep, rel_), kinc); \
-                KEYo = _mm512_maskz_permutex2var_epi8( \
-                    (__mmask64)_pdep_u64(LMo, 0x0101010101010101ull) * 0xFF, \
-                    _mm512_loadu_si512((const void*)(sq + j0_)), idx_, \
-                    _mm512_loadu_si512((const void*)(sq + j0_ + 64))); \
-            } \
-            if (shared) \
-                Wo = sc_bword8(bits, shiftv, sc_ckey8(KEYo, M32, 4ll << 44), LMo); \
-        } while (0)
-        if (nv > 0)
-            SC_STAGE_A(0, Jx, keyx, Wx, lmx);
-        for (g = 0; g < nv; g += 8) {
-            J = Jx; key = keyx; W = Wx; lm = lmx;
-            if (g + 8 < nv)
-                SC_STAGE_A(g + 8, Jx, keyx, Wx, lmx);
-            /* the keys: the 8 squeezed bytes at each start, cut out of the 128 bytes at
-               the group's first start by one two-register byte permute (stage A). A
-               gather there made the Bloom word gather wait for it, and gathers do not
-               overlap one another: the two in a row cost ~4x the permute. Eight starts
-               spanning more than 120 letters (very long words) take the gather. */
-            /* the first fragment's length z is the distance to the next word start in
-               the squeezed stream (capped at 8): the next entry of wj (wj[nw] is the
-               next start or the sentinel), no second gather */
-            __m256i Jn = _mm256_maskz_loadu_epi32(lm, (const void*)(wj + g + 1));
-            __m256i zi = _mm256_min_epu32(
-                _mm256_sub_epi32(_mm256_sub_epi32(Jn, J), _mm256_set1_epi32(1)),
-                _mm256_set1_epi32(7));
-            __m256i allow = _mm256_permutexvar_epi32(zi, atab);
-            /* the class-4 key is also the shared word's key (classes 4+, 8+ prefix, 8+) */
-            __m512i k4 = sc_ckey8(key, M32, 4ll << 44);
-            __m512i k5 = sc_ckey8(key, M40, 5ll << 44);
-            __mmask8 al, ps;
-            __m256i hm;
-            if (shared) {
-                /* classes 4 and 5..7 against the shared word on every lane, the classes
-                   the first fragment rules out dropped by one AND with `allow` below (a
-                   per-class lane test is a shuffle-port op: two per group) */
-                ps = sc_btest8(W, k5, lm);
-                hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
-                if (classes & 8) {
-                    ps = sc_btest8(W, k4, lm);
-                    hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(8));
-                }
-            } else {
-                al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(16));
-                ps = sc_bloom8(bits, shiftv, k5, al);
-                hm = _mm256_maskz_mov_epi32(ps, _mm256_set1_epi32(16));
-            }
-            /* no data-dependent branches below (a mispredicted test per group cost more
-               than the tests it skipped): `classes` and `shared` are the same for the
-               whole call, so their branches predict perfectly */
-            for (int m = 1; m <= 4; m++) {
-                if (!(classes & (1 << (m - 1))) || (m == 4 && shared)) continue;
-                al = _mm256_mask_test_epi32_mask(lm, allow, _mm256_set1_epi32(1 << (m - 1)));
-                __m512i km = m == 4 ? k4 : sc_ckey8(key, (long long)((1ull << (8 * m)) - 1),
-                                                    (long long)m << 44);
-                ps = sc_bloom8(bits, shiftv, km, al);
-                hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(1 << (m - 1)));
-            }
-            if (shared)
-                hm = _mm256_and_si256(hm, allow);
-            if (classes & 32) {
-                __m512i kl5 = sc_ckey8(key, M40, 0x15ll << 44);
-                /* the 8-character key in sc_hin form (IFMA reads the low 52 bits):
-                   key ^ (key >> 52) << 40, as key ^ ((key >> 12) & 0xFFF << 40) */
-                __m512i h8 = _mm512_ternarylogic_epi64(key, _mm512_srli_epi64(key, 12),
-                    _mm512_set1_epi64((long long)(0xFFFull << 40)), 0x78);
-                if (shared) {
-                    ps = sc_btest8x2(W, kl5, h8, lm);
-                    hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(32));
-                } else {
-                    ps = sc_bloom8(bits, shiftv, kl5, lm);
-                    if (ps) {   /* a second gather: worth a branch */
-                        ps = sc_bloom8(bits, shiftv, h8, ps);
-                        hm = _mm256_mask_or_epi32(hm, ps, hm, _mm256_set1_epi32(32));
-                    }
-                }
-            }
-            /* each lane's class mask is stored (chm has room for every start: see
-               _sc_work_reserve); the passing lanes are listed below 16 at a time, half
-               the shuffle-port work of a test and a vpcompressd per group */
-            _mm256_storeu_si256((void*)(chm + g), hm);
-        }
-#undef SC_STAGE_A
-        /* the lanes with a class left (no lane: nothing moves; cp has 64 entries of
-           slack), as indices of wj */
+        if (shared)
+            sc_groups_shared(sq, wj, nv, bits, shiftv, classes, rec);
+        else
+            sc_groups_own(sq, wj, nv, bits, shiftv, classes, rec);
+        /* the lanes with a test passed (~2% of them), as indices of wj into cp (the
+           candidates' raw positions are written over them below: nc2 <= k), 64 lanes (8
+           records) at a time without a branch per group or lane: a mispredicted branch
+           per visited group and lane cost ~30 ticks each */
+        const uint64_t valid = !shared ? ~0ull
+                               : (classes & 7) ? 0xFFFFFFFFFFFFull : 0xFFFFFFull;
+        const __m512i validv = _mm512_set1_epi64((long long)valid);
         const __m512i iota16 = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8,
                                                 7, 6, 5, 4, 3, 2, 1, 0);
-        for (g = 0; g < nv; g += 16) {
-            __mmask16 l16 = nv - g >= 16 ? 0xFFFF : (__mmask16)((1u << (nv - g)) - 1);
-            __m512i h = _mm512_maskz_loadu_epi32(l16, (const void*)(chm + g));
-            __mmask16 c = _mm512_test_epi32_mask(h, h);
-            _mm512_storeu_si512((void*)(cp + nc), _mm512_maskz_compress_epi32(c,
-                _mm512_add_epi32(iota16, _mm512_set1_epi32((int)g))));
-            nc += __builtin_popcount(c);
+        Py_ssize_t ng = (nv + 7) >> 3;
+        for (Py_ssize_t gg = 0; gg < ng; gg += 8) {
+            __mmask8 l8 = ng - gg >= 8 ? 0xFF : (__mmask8)((1u << (ng - gg)) - 1);
+            __m512i rv = _mm512_and_si512(
+                _mm512_maskz_loadu_epi64(l8, (const void*)(rec + gg)), validv);
+            uint64_t lanes;
+            if (shared) {
+                /* per record: lane l passed when bit 2l or 2l + 1 (classes 5..7, 4) or
+                   bit l of bytes 2..5 (8+, classes 1..3) is set */
+                __m512i x = _mm512_and_si512(_mm512_or_si512(rv, _mm512_srli_epi64(rv, 1)),
+                                             _mm512_set1_epi64(0x5555));
+                x = _mm512_and_si512(_mm512_or_si512(x, _mm512_srli_epi64(x, 1)),
+                                     _mm512_set1_epi64(0x3333));
+                x = _mm512_and_si512(_mm512_or_si512(x, _mm512_srli_epi64(x, 2)),
+                                     _mm512_set1_epi64(0x0F0F));
+                x = _mm512_or_si512(x, _mm512_srli_epi64(x, 4));
+                x = _mm512_ternarylogic_epi64(x, _mm512_srli_epi64(rv, 16),
+                                              _mm512_srli_epi64(rv, 24), 0xFE);
+                x = _mm512_ternarylogic_epi64(x, _mm512_srli_epi64(rv, 32),
+                                              _mm512_srli_epi64(rv, 40), 0xFE);
+                lanes = (uint64_t)_mm_cvtsi128_si64(_mm512_cvtepi64_epi8(x));
+            } else {
+                lanes = _mm512_test_epi8_mask(rv, rv);
+            }
+            for (int h = 0; h < 64; h += 16) {
+                __mmask16 c = (__mmask16)(lanes >> h);
+                _mm512_storeu_si512((void*)(cp + nc), _mm512_maskz_compress_epi32(c,
+                    _mm512_add_epi32(iota16, _mm512_set1_epi32((int)(8 * gg + h)))));
+                nc += __builtin_popcount(c);
+            }
         }
-        /* the candidates' raw positions (the r-th letter of a block is the r-th set bit
-           of its mask) and keys (the 8 bytes the gather read) */
+        /* their raw positions (the r-th letter of a block is the r-th set bit of its
+           mask), keys (the 8 bytes the groups read) and class masks */
         Py_ssize_t blk = 0, nc2 = 0;
+        const int keep = classes & 63;
         for (k = 0; k < nc; k++) {
-            /* chm[nc2] is written below with nc2 <= k <= cp[k]: no unread mask is lost */
             int32_t q = cp[k], j = wj[q];
+            uint64_t r = rec[q >> 3] & valid;
+            int l = q & 7;
+            int hmk = shared
+                ? (int)((((r >> (2 * l)) & 1) << 4) | (((r >> (2 * l + 1)) & 1) << 3)
+                        | (((r >> (16 + l)) & 1) << 5) | ((r >> (24 + l)) & 1)
+                        | (((r >> (32 + l)) & 1) << 1) | (((r >> (40 + l)) & 1) << 2))
+                : (int)((r >> (8 * l)) & 0xFF);
             int32_t zz = wj[q + 1] - j;   /* the first fragment: to the next start */
-            int z = zz < 8 ? zz : 8, hmk = chm[q];
-            while (bn[blk + 1] <= j) blk++;
+            int z = zz < 8 ? zz : 8;
+            /* a term shorter than the word it starts cannot match: class m <= 4 only
+               where the first word has at most m letters */
+            hmk &= keep & (0x30 | ((0xF << (z - 1)) & 0xF));
+            /* the block of squeezed index j: 16 entries of bn per step */
+            for (;;) {
+                __mmask16 le = _mm512_cmple_epi32_mask(
+                    _mm512_loadu_si512((const void*)(bn + blk + 1)), _mm512_set1_epi32(j));
+                if (le != 0xFFFF) {
+                    blk += __builtin_ctz(~(unsigned)le);
+                    break;
+                }
+                blk += 16;
+            }
             uint64_t bit = _pdep_u64(1ull << (j - bn[blk]), bm[blk]);
             int32_t pk = (int32_t)(a + 64 * blk + __builtin_ctzll(bit));
             uint64_t kk;
             memcpy(&kk, sq + j, 8);
-            if (z <= 7)
-                hmk = sc_cut_past_word(fold, cls, d, n, pk, z, kk, hmk, bits, shift);
             /* the tail test needs the 4 letters after the key, or the text's end */
-            if ((hmk & 32) && (j + 12 <= nsq || a + fb_end >= n)) {
-                uint32_t tail;
-                memcpy(&tail, sq + j + 8, 4);
-                if (!sc_tail_ok(bits, shift, kk, tail, (classes >> 8) & 31))
-                    hmk &= ~32;
-            }
+            hmk = sc_cand_cut(fold, cls, d, n, pk, z, kk, hmk, bits, shift,
+                              (hmk & 32) && (j + 12 <= nsq || a + fb_end >= n)
+                              ? sq + j + 8 : NULL, (classes >> 8) & 31);
             cp[nc2] = pk; chm[nc2] = hmk; ck[nc2] = kk;
             nc2 += hmk != 0;
         }
@@ -974,6 +1171,14 @@ cdef extern from *:
         return nc;
     }
     """
+    ctypedef struct SCSqz:
+        uint8_t* sq
+        int32_t* wj
+        uint64_t* bm
+        int32_t* bn
+        Py_ssize_t len, nsq, nw, nt, nwin
+        uint64_t carry
+        int done
     int sc_simd_available() nogil
     void sc_prof_mark(int phase) nogil
     int SC_PROF
@@ -989,7 +1194,7 @@ cdef extern from *:
                     Py_ssize_t minl, Py_ssize_t* rs, Py_ssize_t* re) nogil
     uint64_t sc_fold_window(const uint8_t* fold, const uint8_t* pflags, int hiflag,
                             const uint8_t* b64, const uint8_t* d, Py_ssize_t n, uint8_t* out,
-                            uint64_t* pm, uint64_t* nul, uint64_t* enc) nogil
+                            uint64_t* pm, uint64_t* nul, uint64_t* enc, SCSqz* z) nogil
     Py_ssize_t sc_pat_from_masks(const uint64_t* pm, Py_ssize_t len, uint64_t wprev0,
                                  int32_t* out) nogil
     Py_ssize_t sc_pat_candidates(const uint8_t* d, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b,
@@ -999,8 +1204,9 @@ cdef extern from *:
                                 Py_ssize_t fb_end, const uint64_t* bits,
                                 const uint64_t* bitsl, uint32_t shift, int classes,
                                 uint8_t* sq, int32_t* wj, int32_t* cp,
-                                uint64_t* ck, int32_t* chm, uint64_t* bm, int32_t* bn,
-                                Py_ssize_t* nsq_win, int keys) nogil
+                                uint64_t* ck, int32_t* chm, uint64_t* rec, uint64_t* bm,
+                                int32_t* bn,
+                                Py_ssize_t* nsq_win, int keys, const SCSqz* zq) nogil
     Py_ssize_t sc_ss_prefix_candidates(const uint8_t* sq, Py_ssize_t nsq, const uint8_t* pfx,
                                        const uint8_t* plen, int npfx, const uint64_t* bm,
                                        const int32_t* bn, Py_ssize_t a, int32_t* out) nogil
@@ -1059,14 +1265,16 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
     _sc_work_free(w)
     w.ws = <int32_t*>malloc((n + 64) * sizeof(int32_t))
     w.bm = <uint64_t*>malloc(nblk * sizeof(uint64_t))
-    w.bn = <int32_t*>malloc(nblk * sizeof(int32_t))
+    w.bn = <int32_t*>malloc((nblk + 16) * sizeof(int32_t))   # + a vector read past the end
     w.pm = <uint64_t*>malloc(6 * nblk * sizeof(uint64_t))
     w.fb = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
     w.ck = <uint64_t*>malloc(k * sizeof(uint64_t))
     w.chm = <int32_t*>malloc(k * sizeof(int32_t))
+    w.gr = <uint64_t*>malloc((k // 8 + 16) * sizeof(uint64_t))
     w.sq = <uint8_t*>malloc(n + SC_LOOKAHEAD + 160)
     w.wj = <int32_t*>malloc(kw * sizeof(int32_t))
-    if (w.ws == NULL or w.fb == NULL or w.ck == NULL or w.chm == NULL or w.sq == NULL
+    if (w.ws == NULL or w.fb == NULL or w.ck == NULL or w.chm == NULL or w.gr == NULL
+            or w.sq == NULL
             or w.wj == NULL or w.bm == NULL or w.bn == NULL
             or w.pm == NULL):
         _sc_work_free(w)
@@ -1076,7 +1284,7 @@ cdef int _sc_work_reserve(SCWork* w, Py_ssize_t n) noexcept nogil:
 
 
 cdef void _sc_work_free(SCWork* w) noexcept nogil:
-    free(w.ws); free(w.fb); free(w.ck); free(w.chm); free(w.sq); free(w.wj)
+    free(w.ws); free(w.fb); free(w.ck); free(w.chm); free(w.gr); free(w.sq); free(w.wj)
     free(w.bm); free(w.bn); free(w.pm); free(w.ph.a)
     w.pm = NULL
     memset(&w.ph, 0, sizeof(SCVec))
@@ -1088,6 +1296,7 @@ cdef void _sc_work_free(SCWork* w) noexcept nogil:
     w.fb = NULL
     w.ck = NULL
     w.chm = NULL
+    w.gr = NULL
     w.cap = 0
 
 
@@ -1779,6 +1988,7 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
     returns 2 with nothing recorded (the caller folds that body first)."""
     cdef Py_ssize_t h0 = hits.n, r0 = runs.n, a, b, nws, k, fe = 0, nsqw = 0, nb
     cdef SCRoll R
+    cdef SCSqz zq
     cdef bint simd = _sc_use_simd > 0
     cdef bint sspfx = M.ss.nterms > 0 and M.ss_npfx > 0
     cdef bint fused = _sc_fused(M)
@@ -1787,6 +1997,7 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
     if pre != NULL:
         pre[0] = 0
     w.ph.n = 0
+    zq.done = 0
     if ((M.ww.nterms or M.ss.nterms)
             and _sc_work_reserve(w, n if n < SC_WINDOW else SC_WINDOW) < 0):
         return -1
@@ -1798,8 +2009,17 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
         if simd and (M.ww.nterms or M.ss.nterms):
             # fold the window (+ SC_LOOKAHEAD bytes) 64 bytes at a time
             fe = b + SC_LOOKAHEAD if b + SC_LOOKAHEAD < n else n
+            # the squeeze rides along when the whole-word or prefix pass needs it
+            zq.sq = w.sq
+            zq.wj = w.wj
+            zq.bm = w.bm
+            zq.bn = w.bn
+            zq.len = b - a
+            zq.nsq = zq.nw = zq.nt = zq.nwin = 0
+            zq.carry = 1 if a > 0 and M.fold[d[a - 1]] else 0
+            zq.done = M.ww.nterms != 0 or sspfx
             if sc_fold_window(M.fold, M.pflags, M.pfhigh, M.b64, d + a, fe - a, w.fb, w.pm,
-                              &nul, &enc):
+                              &nul, &enc, &zq if zq.done else NULL):
                 if pre != NULL:
                     hits.n = h0     # not pure ASCII: the caller folds it, then scans again
                     runs.n = r0
@@ -1822,7 +2042,8 @@ cdef int _sc_scan_one(const SCMatcher* M, const uint8_t* d, Py_ssize_t n,
             # masks (whole-word terms only); probe candidates
             nws = sc_ww_candidates(M.fold, M.cls, d, n, a, b, w.fb, fe - a, M.ww.bits,
                                    M.ww.bitsl, M.ww.shift, M.ww.classes, w.sq, w.wj,
-                                   w.ws, w.ck, w.chm, w.bm, w.bn, &nsqw, M.ww.nterms != 0)
+                                   w.ws, w.ck, w.chm, w.gr, w.bm, w.bn, &nsqw,
+                                   M.ww.nterms != 0, &zq)
             if M.ww.nterms:
                 _sc_roll_reset(&R)
                 _sc_prefetch_slots(&M.ww, w.chm, w.ck, nws)
