@@ -187,42 +187,74 @@ cdef extern from *:
 
     #if defined(__x86_64__) && defined(__GNUC__)
     #include <immintrin.h>
+    /* One 64-byte block of msgidx_c_pre512 (x: the bytes, valid: which are in the
+       message). Flagged: the bytes msgidx_c_bad looks at (below 0x20 but tab and LF,
+       0x7f, 0x80 and above), found with one compare as x + 1 <= 0x20 signed (the add
+       wraps 0x7f to -128 and 0xff to 0); rare, each is then looked at alone. The
+       newlines' offsets are appended without a branch per newline (two are written
+       whatever the count, the rest in a loop only for a block holding more): a branch
+       per newline and per block mispredicted, and cost more than the whole test. */
+    #define MSGIDX_PRE_BLOCK(x, valid)                                                 \
+        do {                                                                           \
+            __mmask64 mlf = _mm512_mask_cmpeq_epi8_mask(valid, x, lf);                 \
+            __mmask64 m = _mm512_mask_cmple_epi8_mask(valid, _mm512_add_epi8(x, one),  \
+                                                      c20)                             \
+                          & ~(mlf | _mm512_cmpeq_epi8_mask(x, tab));                   \
+            Py_ssize_t *out, c, q;                                                     \
+            while (m) {                                                                \
+                j = i + __builtin_ctzll(m);                                            \
+                m &= m - 1;                                                            \
+                if (j < done) continue;           /* inside an accepted sequence */    \
+                if (b[j] == 13 && j + 1 < n && b[j + 1] == 10) continue;               \
+                if (b[j] < 0x80) goto refused;                                         \
+                L = msgidx_c_utf8(b, j, n);                                            \
+                if (!L) goto refused;                                                  \
+                done = j + L;                                                          \
+            }                                                                          \
+            if (vn + 64 > cap) {                                                       \
+                v->n = vn;                                                             \
+                if (!msgidx_nls_reserve(v, 64)) goto refused;                          \
+                cap = v->cap;                                                          \
+            }                                                                          \
+            out = v->a + vn;                                                           \
+            c = (Py_ssize_t)_mm_popcnt_u64(mlf);                                       \
+            out[0] = i + (Py_ssize_t)_tzcnt_u64(mlf);   /* i + 64 when none */         \
+            mlf = _blsr_u64(mlf);                                                      \
+            out[1] = i + (Py_ssize_t)_tzcnt_u64(mlf);                                  \
+            if (c > 2) {                                                               \
+                q = 2;                                                                 \
+                mlf = _blsr_u64(mlf);                                                  \
+                do {                                                                   \
+                    out[q++] = i + (Py_ssize_t)_tzcnt_u64(mlf);                        \
+                    mlf = _blsr_u64(mlf);                                              \
+                } while (mlf);                                                         \
+            }                                                                          \
+            vn += c;                                                                   \
+        } while (0)
+
     /* msgidx_c_pre in one AVX-512BW pass, 64 bytes per step (the tail by a masked load,
        which never touches the bytes past n): the byte test of msgidx_c_bad on mask
        registers, each flagged byte then looked at alone as there, and the newlines'
-       offsets taken from the same compare's mask. Only called when the scanner's
+       offsets taken from the same compare's mask (the count kept in a register: the
+       array has room for 64 more before each block). Only called when the scanner's
        AVX-512 path is on (scan_simd(): the CPU has it and it is not forced off); tests
        compare both. */
     __attribute__((target("avx512f,avx512bw,popcnt,bmi")))
     static int msgidx_c_pre512(const unsigned char *b, Py_ssize_t n, msgidx_nls *v) {
-        Py_ssize_t i, j, done = 0, L, n0 = v->n;
-        const __m512i c20 = _mm512_set1_epi8(0x20), c7f = _mm512_set1_epi8(0x7f);
+        Py_ssize_t i, j, done = 0, L, n0 = v->n, vn = v->n, cap = v->cap;
+        const __m512i c20 = _mm512_set1_epi8(0x20), one = _mm512_set1_epi8(1);
         const __m512i lf = _mm512_set1_epi8(10), tab = _mm512_set1_epi8(9);
-        for (i = 0; i < n; i += 64) {
-            __mmask64 valid = n - i >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (n - i)) - 1;
-            __m512i x = _mm512_maskz_loadu_epi8(valid, (const void *)(b + i));
-            __mmask64 mlf = _mm512_mask_cmpeq_epi8_mask(valid, x, lf);
-            __mmask64 m = (_mm512_mask_cmplt_epi8_mask(valid, x, c20)
-                           & ~(mlf | _mm512_cmpeq_epi8_mask(x, tab)))
-                          | _mm512_mask_cmpeq_epi8_mask(valid, x, c7f);
-            while (m) {
-                j = i + __builtin_ctzll(m);
-                m &= m - 1;
-                if (j < done) continue;               /* inside an accepted sequence */
-                if (b[j] == 13 && j + 1 < n && b[j + 1] == 10) continue;
-                if (b[j] < 0x80) goto refused;
-                L = msgidx_c_utf8(b, j, n);
-                if (!L) goto refused;
-                done = j + L;
-            }
-            if (mlf) {
-                if (!msgidx_nls_reserve(v, 64)) goto refused;
-                do {
-                    v->a[v->n++] = i + __builtin_ctzll(mlf);
-                    mlf &= mlf - 1;
-                } while (mlf);
-            }
+        const __mmask64 all = ~(__mmask64)0;
+        for (i = 0; i + 64 <= n; i += 64) {
+            __m512i x = _mm512_loadu_si512((const void *)(b + i));
+            MSGIDX_PRE_BLOCK(x, all);
         }
+        if (i < n) {
+            __mmask64 valid = ((__mmask64)1 << (n - i)) - 1;
+            __m512i x = _mm512_maskz_loadu_epi8(valid, (const void *)(b + i));
+            MSGIDX_PRE_BLOCK(x, valid);
+        }
+        v->n = vn;
         return 0;
     refused:
         v->n = n0;
