@@ -1336,7 +1336,7 @@ cdef extern from *:
     void msgidx_slot_put(object o, Py_ssize_t off, object v)
 
 
-DEF SLOTMAKER_MAX = 12
+DEF SLOTMAKER_MAX = 32
 
 
 cdef class SlotMaker:
@@ -1393,6 +1393,50 @@ cdef class SlotMaker:
         if self.n != 4:
             raise TypeError("SlotMaker.make4 needs a four-field type")
         return self.new4(a, b, c, d)
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def many(self, tuple values, tuple columns, tuple fresh):
+        """One instance per row: slot i (in the order of ``names``) set to ``values[i]``,
+        or, when ``values[i]`` is None and ``columns`` holds ``(i, column)``, to
+        ``column[row]``, or, when ``fresh`` holds i, to a new empty list each. The rows
+        are those of the columns (at least one, all of the same length): the per-message
+        contexts of a batch, made without a Python ``__init__`` each."""
+        cdef Py_ssize_t i, r, nrow, c
+        cdef int kind[SLOTMAKER_MAX]
+        cdef list cols = [None] * self.n
+        cdef list col
+        if len(values) != self.n or not columns:
+            raise TypeError(f"SlotMaker.many takes {self.n} values and a column")
+        for i in range(self.n):
+            kind[i] = 0
+        nrow = -1
+        for spec in columns:
+            i, col = spec
+            if i < 0 or i >= self.n or kind[i] or values[i] is not None:
+                raise ValueError("SlotMaker.many: a column for no free slot")
+            if nrow >= 0 and len(col) != nrow:
+                raise ValueError("SlotMaker.many: columns of different lengths")
+            nrow = len(col)
+            kind[i] = 1
+            cols[i] = col
+        for i in fresh:
+            if i < 0 or i >= self.n or kind[i] or values[i] is not None:
+                raise ValueError("SlotMaker.many: a fresh list for no free slot")
+            kind[i] = 2
+        out = []
+        for r in range(nrow):
+            o = msgidx_alloc(self.cls)
+            for i in range(self.n):
+                c = kind[i]
+                if c == 0:
+                    msgidx_slot_put(o, self.off[i], values[i])
+                elif c == 1:
+                    msgidx_slot_put(o, self.off[i], (<list>cols[i])[r])
+                else:
+                    msgidx_slot_put(o, self.off[i], [])
+            out.append(o)
+        return out
 
 
 _msgidx_makers = {}

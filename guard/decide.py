@@ -209,6 +209,26 @@ _DECISION_FIELDS = ("verdict", "findings", "output", "banner", "policy_sha256", 
 _decision: Callable[..., Decision] = SlotMaker(Decision, _DECISION_FIELDS).make
 
 
+#: ``_Ctx`` objects for a batch, made in the core (``_contexts``): every slot as
+#: ``_Ctx.__init__`` sets it, without a Python ``__init__`` call per message.
+_CTX_NAMES: tuple[str, ...] = _Ctx.__slots__
+_ctx_maker = SlotMaker(_Ctx, _CTX_NAMES)
+_CTX_PROTO = _Ctx(b"", "", 0.0, 0.0)
+_CTX_FRESH = (_CTX_NAMES.index("completed"), _CTX_NAMES.index("findings"))
+_CTX_DATA, _CTX_ID, _CTX_DEADLINE = (_CTX_NAMES.index(n) for n in ("data", "message_id",
+                                                                    "deadline"))
+
+
+def _contexts(datas: list[bytes], ids: list[str], deadline: float) -> list[_Ctx]:
+    """``[_Ctx(d, i, budget, now) for d, i in zip(datas, ids)]`` with ``deadline = now +
+    budget`` (the same fields, each fresh list its own)."""
+    values = [None if k in _CTX_FRESH else getattr(_CTX_PROTO, n)
+              for k, n in enumerate(_CTX_NAMES)]
+    values[_CTX_DATA] = values[_CTX_ID] = None
+    values[_CTX_DEADLINE] = deadline
+    return _ctx_maker.many(tuple(values), ((_CTX_DATA, datas), (_CTX_ID, ids)), _CTX_FRESH)
+
+
 def _released(output: bytes | None, banner: str | None, pid: str, message_id: str,
               candidate: bytes | None, lanes: tuple[str, ...]) -> Decision:
     """``Decision("release", [], output, banner, pid, message_id, "text", candidate,
@@ -1321,8 +1341,12 @@ class Pipeline:
         try:
             each = budget * max(1.0, len(messages) / 64)
             now = time.perf_counter()
-            ctxs = [_Ctx(d if type(d) is bytes else bytes(d), ids[k], each, now)
-                    for k, d in enumerate(messages)]
+            if len(ids) >= len(messages):
+                datas = [d if type(d) is bytes else bytes(d) for d in messages]
+                ctxs = _contexts(datas, ids[:len(datas)], now + each) if datas else []
+            else:  # the first missing id fails as before (IndexError)
+                ctxs = [_Ctx(d if type(d) is bytes else bytes(d), ids[k], each, now)
+                        for k, d in enumerate(messages)]
         except Exception as exc:
             return [Decision("block", [_internal(f"bad input: {type(exc).__name__}")], None,
                              None, pid) for _ in messages]
