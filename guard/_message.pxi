@@ -937,6 +937,23 @@ def msgidx_offsets(datas):
     return out_a
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def msgidx_pick(list src, const int[::1] ids):
+    """``[src[i] if i >= 0 else None for i in ids]`` (per message its banner text or
+    marking by banner id); IndexError for an id past the end of ``src``."""
+    cdef Py_ssize_t k, n = ids.shape[0], m = len(src)
+    cdef int i
+    out = [None] * n
+    for k in range(n):
+        i = ids[k]
+        if i >= 0:
+            if i >= m:
+                raise IndexError("msgidx_pick: id out of range")
+            out[k] = src[i]
+    return out
+
+
 def msgidx_precheck(const unsigned char[::1] buf):
     """``(refused, offsets)`` of the index's first look at ``buf`` on the path
     ``scan_simd()`` selects (refused: a byte no simple report carries; offsets: of its
