@@ -954,6 +954,45 @@ def msgidx_pick(list src, const int[::1] ids):
     return out
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def msgidx_join_lines(bytes text, list lines, bytes head):
+    """``head + b"\\n" + b"\\n".join(text[s:e] for s, e in lines) + b"\\n" + head +
+    b"\\n"`` in one allocation and one copy of each line (``build_lines``: a report of
+    the kept lines under its banner). ValueError for a span not inside ``text``."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(text), nh = PyBytes_GET_SIZE(head)
+    cdef Py_ssize_t total, s, e, k, nl = len(lines)
+    cdef char *o
+    cdef const char *src = PyBytes_AS_STRING(text)
+    cdef tuple sp
+    total = 2 * nh + nl + 2
+    for k in range(nl):
+        sp = <tuple?>lines[k]
+        s = sp[0]
+        e = sp[1]
+        if s < 0 or e < s or e > n:
+            raise ValueError("msgidx_join_lines: a line span outside the text")
+        total += e - s
+    out = PyBytes_FromStringAndSize(NULL, total)
+    o = PyBytes_AS_STRING(out)
+    memcpy(o, PyBytes_AS_STRING(head), nh)
+    o += nh
+    o[0] = b'\n'
+    o += 1
+    for k in range(nl):
+        sp = <tuple>lines[k]
+        s = sp[0]
+        e = sp[1]
+        memcpy(o, src + s, e - s)
+        o += e - s
+        o[0] = b'\n'
+        o += 1
+    memcpy(o, PyBytes_AS_STRING(head), nh)
+    o += nh
+    o[0] = b'\n'
+    return out
+
+
 def msgidx_precheck(const unsigned char[::1] buf):
     """``(refused, offsets)`` of the index's first look at ``buf`` on the path
     ``scan_simd()`` selects (refused: a byte no simple report carries; offsets: of its

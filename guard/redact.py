@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from guard._core import msgidx_join_lines
 from guard.markings import Marking, render_banner, rollup
 from guard.messages import TEARLINE, Message, marking_to_ism
 
@@ -96,18 +97,9 @@ def build_lines(text: bytes, lines: Sequence[tuple[int, int]], marks: Sequence[s
             _banners.clear()
         _banners[key] = got
     banner, head = got
-    # a line that starts right after the previous one's '\n' is sliced with it as one run
-    # (kept portions are mostly consecutive lines), and the output is joined once
-    parts = [head]
-    rs, re_ = lines[0]
-    for s, e in lines[1:]:
-        if s == re_ + 1 and text[re_] == 10:
-            re_ = e
-        else:
-            parts.append(text[rs:re_])
-            rs, re_ = s, e
-    parts += (text[rs:re_], head, b"")
-    return b"\n".join(parts), banner
+    # the lines joined by '\n' under the banner, in the core: one allocation, each line
+    # copied once (no slice per run, no Python loop over the lines)
+    return msgidx_join_lines(text, lines if type(lines) is list else list(lines), head), banner
 
 
 def build_output(msg: Message, plan: Plan) -> tuple[bytes, str]:
