@@ -993,6 +993,48 @@ def msgidx_join_lines(bytes text, list lines, bytes head):
     return out
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def msgidx_join_parts(bytes text, list parts):
+    """``b"\\n".join(parts) + b"\\n"`` where a part is bytes, or a span ``(s, e)`` standing
+    for ``text[s:e]`` (``build_text``: uncut lines are never sliced out of the text on
+    their own). ValueError for a span not inside ``text``, TypeError for another part."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(text), total, s, e, k, np_ = len(parts)
+    cdef char *o
+    cdef const char *src = PyBytes_AS_STRING(text)
+    cdef tuple sp
+    total = np_
+    for k in range(np_):
+        p = parts[k]
+        if type(p) is bytes:
+            total += PyBytes_GET_SIZE(p)
+        elif type(p) is tuple and len(<tuple>p) == 2:
+            sp = <tuple>p
+            s = sp[0]
+            e = sp[1]
+            if s < 0 or e < s or e > n:
+                raise ValueError("msgidx_join_parts: a span outside the text")
+            total += e - s
+        else:
+            raise TypeError("msgidx_join_parts: a part is bytes or a (start, end) span")
+    out = PyBytes_FromStringAndSize(NULL, total)
+    o = PyBytes_AS_STRING(out)
+    for k in range(np_):
+        p = parts[k]
+        if type(p) is bytes:
+            memcpy(o, PyBytes_AS_STRING(p), PyBytes_GET_SIZE(p))
+            o += PyBytes_GET_SIZE(p)
+        else:
+            sp = <tuple>p
+            s = sp[0]
+            e = sp[1]
+            memcpy(o, src + s, e - s)
+            o += e - s
+        o[0] = b'\n'
+        o += 1
+    return out
+
+
 def msgidx_precheck(const unsigned char[::1] buf):
     """``(refused, offsets)`` of the index's first look at ``buf`` on the path
     ``scan_simd()`` selects (refused: a byte no simple report carries; offsets: of its
