@@ -53,7 +53,7 @@ def _rollup(marks: Sequence[str], markings: Sequence[Marking | None],
             idx: Sequence[int]) -> Marking:
     """Roll-up of the portions ``idx`` (their mark texts ``marks[i]``, markings
     ``markings[i]``), cached by the set of their mark texts."""
-    key = frozenset(marks[i] for i in idx)
+    key = frozenset(map(marks.__getitem__, idx))  # (no generator frame per portion)
     got = _rollups.get(key)
     if got is None:
         ms = [markings[i] for i in idx]
@@ -70,7 +70,7 @@ def _banner_of(marks: Sequence[str], markings: Sequence[Marking | None],
                idx: Sequence[int]) -> tuple[str, bytes]:
     """The roll-up banner of the portions ``idx`` as text and UTF-8 bytes, cached by
     the set of their mark texts (as ``_rollup``, shared with ``build_lines``)."""
-    key = frozenset(marks[i] for i in idx)
+    key = frozenset(map(marks.__getitem__, idx))  # (no generator frame per portion)
     got = _banners.get(key)
     if got is None:
         text = render_banner(_rollup(marks, markings, idx))
