@@ -1035,6 +1035,15 @@ def msgidx_join_parts(bytes text, list parts):
     return out
 
 
+def msgidx_all_bytes(list datas):
+    """Every item of ``datas`` is exactly ``bytes`` (what the index reads in place)."""
+    cdef Py_ssize_t k
+    for k in range(len(datas)):
+        if type(datas[k]) is not bytes:
+            return False
+    return True
+
+
 def msgidx_precheck(const unsigned char[::1] buf):
     """``(refused, offsets)`` of the index's first look at ``buf`` on the path
     ``scan_simd()`` selects (refused: a byte no simple report carries; offsets: of its

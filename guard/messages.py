@@ -50,6 +50,7 @@ from guard._core import (
     MsgIdxRows,
     MsgIdxTable,
     SlotMaker,
+    msgidx_all_bytes,
     msgidx_index,
     msgidx_offsets,
     msgidx_pick,
@@ -484,7 +485,7 @@ class BatchIndex:
                  closing: bool = True) -> None:
         # the core reads a list of bytes objects in place (the same objects: callers
         # compare them by identity); anything else is copied once into bytes
-        if type(datas) is not list or not all(type(d) is bytes for d in datas):
+        if type(datas) is not list or not msgidx_all_bytes(datas):
             datas = [d if type(d) is bytes else bytes(d) for d in datas]
         self.datas = datas
         self.marks = marks
