@@ -24,6 +24,7 @@ cimport cython
 import numpy as np
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.ref cimport PyObject, Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdlib cimport calloc, free
 from libc.string cimport memchr, memcmp, memcpy
@@ -186,42 +187,74 @@ cdef extern from *:
 
     #if defined(__x86_64__) && defined(__GNUC__)
     #include <immintrin.h>
+    /* One 64-byte block of msgidx_c_pre512 (x: the bytes, valid: which are in the
+       message). Flagged: the bytes msgidx_c_bad looks at (below 0x20 but tab and LF,
+       0x7f, 0x80 and above), found with one compare as x + 1 <= 0x20 signed (the add
+       wraps 0x7f to -128 and 0xff to 0); rare, each is then looked at alone. The
+       newlines' offsets are appended without a branch per newline (two are written
+       whatever the count, the rest in a loop only for a block holding more): a branch
+       per newline and per block mispredicted, and cost more than the whole test. */
+    #define MSGIDX_PRE_BLOCK(x, valid)                                                 \
+        do {                                                                           \
+            __mmask64 mlf = _mm512_mask_cmpeq_epi8_mask(valid, x, lf);                 \
+            __mmask64 m = _mm512_mask_cmple_epi8_mask(valid, _mm512_add_epi8(x, one),  \
+                                                      c20)                             \
+                          & ~(mlf | _mm512_cmpeq_epi8_mask(x, tab));                   \
+            Py_ssize_t *out, c, q;                                                     \
+            while (m) {                                                                \
+                j = i + __builtin_ctzll(m);                                            \
+                m &= m - 1;                                                            \
+                if (j < done) continue;           /* inside an accepted sequence */    \
+                if (b[j] == 13 && j + 1 < n && b[j + 1] == 10) continue;               \
+                if (b[j] < 0x80) goto refused;                                         \
+                L = msgidx_c_utf8(b, j, n);                                            \
+                if (!L) goto refused;                                                  \
+                done = j + L;                                                          \
+            }                                                                          \
+            if (vn + 64 > cap) {                                                       \
+                v->n = vn;                                                             \
+                if (!msgidx_nls_reserve(v, 64)) goto refused;                          \
+                cap = v->cap;                                                          \
+            }                                                                          \
+            out = v->a + vn;                                                           \
+            c = (Py_ssize_t)_mm_popcnt_u64(mlf);                                       \
+            out[0] = i + (Py_ssize_t)_tzcnt_u64(mlf);   /* i + 64 when none */         \
+            mlf = _blsr_u64(mlf);                                                      \
+            out[1] = i + (Py_ssize_t)_tzcnt_u64(mlf);                                  \
+            if (c > 2) {                                                               \
+                q = 2;                                                                 \
+                mlf = _blsr_u64(mlf);                                                  \
+                do {                                                                   \
+                    out[q++] = i + (Py_ssize_t)_tzcnt_u64(mlf);                        \
+                    mlf = _blsr_u64(mlf);                                              \
+                } while (mlf);                                                         \
+            }                                                                          \
+            vn += c;                                                                   \
+        } while (0)
+
     /* msgidx_c_pre in one AVX-512BW pass, 64 bytes per step (the tail by a masked load,
        which never touches the bytes past n): the byte test of msgidx_c_bad on mask
        registers, each flagged byte then looked at alone as there, and the newlines'
-       offsets taken from the same compare's mask. Only called when the scanner's
+       offsets taken from the same compare's mask (the count kept in a register: the
+       array has room for 64 more before each block). Only called when the scanner's
        AVX-512 path is on (scan_simd(): the CPU has it and it is not forced off); tests
        compare both. */
     __attribute__((target("avx512f,avx512bw,popcnt,bmi")))
     static int msgidx_c_pre512(const unsigned char *b, Py_ssize_t n, msgidx_nls *v) {
-        Py_ssize_t i, j, done = 0, L, n0 = v->n;
-        const __m512i c20 = _mm512_set1_epi8(0x20), c7f = _mm512_set1_epi8(0x7f);
+        Py_ssize_t i, j, done = 0, L, n0 = v->n, vn = v->n, cap = v->cap;
+        const __m512i c20 = _mm512_set1_epi8(0x20), one = _mm512_set1_epi8(1);
         const __m512i lf = _mm512_set1_epi8(10), tab = _mm512_set1_epi8(9);
-        for (i = 0; i < n; i += 64) {
-            __mmask64 valid = n - i >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (n - i)) - 1;
-            __m512i x = _mm512_maskz_loadu_epi8(valid, (const void *)(b + i));
-            __mmask64 mlf = _mm512_mask_cmpeq_epi8_mask(valid, x, lf);
-            __mmask64 m = (_mm512_mask_cmplt_epi8_mask(valid, x, c20)
-                           & ~(mlf | _mm512_cmpeq_epi8_mask(x, tab)))
-                          | _mm512_mask_cmpeq_epi8_mask(valid, x, c7f);
-            while (m) {
-                j = i + __builtin_ctzll(m);
-                m &= m - 1;
-                if (j < done) continue;               /* inside an accepted sequence */
-                if (b[j] == 13 && j + 1 < n && b[j + 1] == 10) continue;
-                if (b[j] < 0x80) goto refused;
-                L = msgidx_c_utf8(b, j, n);
-                if (!L) goto refused;
-                done = j + L;
-            }
-            if (mlf) {
-                if (!msgidx_nls_reserve(v, 64)) goto refused;
-                do {
-                    v->a[v->n++] = i + __builtin_ctzll(mlf);
-                    mlf &= mlf - 1;
-                } while (mlf);
-            }
+        const __mmask64 all = ~(__mmask64)0;
+        for (i = 0; i + 64 <= n; i += 64) {
+            __m512i x = _mm512_loadu_si512((const void *)(b + i));
+            MSGIDX_PRE_BLOCK(x, all);
         }
+        if (i < n) {
+            __mmask64 valid = ((__mmask64)1 << (n - i)) - 1;
+            __m512i x = _mm512_maskz_loadu_epi8(valid, (const void *)(b + i));
+            MSGIDX_PRE_BLOCK(x, valid);
+        }
+        v->n = vn;
         return 0;
     refused:
         v->n = n0;
@@ -904,6 +937,113 @@ def msgidx_offsets(datas):
     return out_a
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def msgidx_pick(list src, const int[::1] ids):
+    """``[src[i] if i >= 0 else None for i in ids]`` (per message its banner text or
+    marking by banner id); IndexError for an id past the end of ``src``."""
+    cdef Py_ssize_t k, n = ids.shape[0], m = len(src)
+    cdef int i
+    out = [None] * n
+    for k in range(n):
+        i = ids[k]
+        if i >= 0:
+            if i >= m:
+                raise IndexError("msgidx_pick: id out of range")
+            out[k] = src[i]
+    return out
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def msgidx_join_lines(bytes text, list lines, bytes head):
+    """``head + b"\\n" + b"\\n".join(text[s:e] for s, e in lines) + b"\\n" + head +
+    b"\\n"`` in one allocation and one copy of each line (``build_lines``: a report of
+    the kept lines under its banner). ValueError for a span not inside ``text``."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(text), nh = PyBytes_GET_SIZE(head)
+    cdef Py_ssize_t total, s, e, k, nl = len(lines)
+    cdef char *o
+    cdef const char *src = PyBytes_AS_STRING(text)
+    cdef tuple sp
+    total = 2 * nh + nl + 2
+    for k in range(nl):
+        sp = <tuple?>lines[k]
+        s = sp[0]
+        e = sp[1]
+        if s < 0 or e < s or e > n:
+            raise ValueError("msgidx_join_lines: a line span outside the text")
+        total += e - s
+    out = PyBytes_FromStringAndSize(NULL, total)
+    o = PyBytes_AS_STRING(out)
+    memcpy(o, PyBytes_AS_STRING(head), nh)
+    o += nh
+    o[0] = b'\n'
+    o += 1
+    for k in range(nl):
+        sp = <tuple>lines[k]
+        s = sp[0]
+        e = sp[1]
+        memcpy(o, src + s, e - s)
+        o += e - s
+        o[0] = b'\n'
+        o += 1
+    memcpy(o, PyBytes_AS_STRING(head), nh)
+    o += nh
+    o[0] = b'\n'
+    return out
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def msgidx_join_parts(bytes text, list parts):
+    """``b"\\n".join(parts) + b"\\n"`` where a part is bytes, or a span ``(s, e)`` standing
+    for ``text[s:e]`` (``build_text``: uncut lines are never sliced out of the text on
+    their own). ValueError for a span not inside ``text``, TypeError for another part."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(text), total, s, e, k, np_ = len(parts)
+    cdef char *o
+    cdef const char *src = PyBytes_AS_STRING(text)
+    cdef tuple sp
+    total = np_
+    for k in range(np_):
+        p = parts[k]
+        if type(p) is bytes:
+            total += PyBytes_GET_SIZE(p)
+        elif type(p) is tuple and len(<tuple>p) == 2:
+            sp = <tuple>p
+            s = sp[0]
+            e = sp[1]
+            if s < 0 or e < s or e > n:
+                raise ValueError("msgidx_join_parts: a span outside the text")
+            total += e - s
+        else:
+            raise TypeError("msgidx_join_parts: a part is bytes or a (start, end) span")
+    out = PyBytes_FromStringAndSize(NULL, total)
+    o = PyBytes_AS_STRING(out)
+    for k in range(np_):
+        p = parts[k]
+        if type(p) is bytes:
+            memcpy(o, PyBytes_AS_STRING(p), PyBytes_GET_SIZE(p))
+            o += PyBytes_GET_SIZE(p)
+        else:
+            sp = <tuple>p
+            s = sp[0]
+            e = sp[1]
+            memcpy(o, src + s, e - s)
+            o += e - s
+        o[0] = b'\n'
+        o += 1
+    return out
+
+
+def msgidx_all_bytes(list datas):
+    """Every item of ``datas`` is exactly ``bytes`` (what the index reads in place)."""
+    cdef Py_ssize_t k
+    for k in range(len(datas)):
+        if type(datas[k]) is not bytes:
+            return False
+    return True
+
+
 def msgidx_precheck(const unsigned char[::1] buf):
     """``(refused, offsets)`` of the index's first look at ``buf`` on the path
     ``scan_simd()`` selects (refused: a byte no simple report carries; offsets: of its
@@ -1303,7 +1443,7 @@ cdef extern from *:
     void msgidx_slot_put(object o, Py_ssize_t off, object v)
 
 
-DEF SLOTMAKER_MAX = 12
+DEF SLOTMAKER_MAX = 32
 
 
 cdef class SlotMaker:
@@ -1361,8 +1501,79 @@ cdef class SlotMaker:
             raise TypeError("SlotMaker.make4 needs a four-field type")
         return self.new4(a, b, c, d)
 
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def many(self, tuple values, tuple columns, tuple fresh):
+        """One instance per row: slot i (in the order of ``names``) set to ``values[i]``,
+        or, when ``values[i]`` is None and ``columns`` holds ``(i, column)``, to
+        ``column[row]``, or, when ``fresh`` holds i, to a new empty list each. The rows
+        are those of the columns (at least one, all of the same length): the per-message
+        contexts of a batch, made without a Python ``__init__`` each."""
+        cdef Py_ssize_t i, r, nrow, c
+        cdef int kind[SLOTMAKER_MAX]
+        cdef list cols = [None] * self.n
+        cdef list col
+        if len(values) != self.n or not columns:
+            raise TypeError(f"SlotMaker.many takes {self.n} values and a column")
+        for i in range(self.n):
+            kind[i] = 0
+        nrow = -1
+        for spec in columns:
+            i, col = spec
+            if i < 0 or i >= self.n or kind[i] or values[i] is not None:
+                raise ValueError("SlotMaker.many: a column for no free slot")
+            if nrow >= 0 and len(col) != nrow:
+                raise ValueError("SlotMaker.many: columns of different lengths")
+            nrow = len(col)
+            kind[i] = 1
+            cols[i] = col
+        for i in fresh:
+            if i < 0 or i >= self.n or kind[i] or values[i] is not None:
+                raise ValueError("SlotMaker.many: a fresh list for no free slot")
+            kind[i] = 2
+        out = []
+        for r in range(nrow):
+            o = msgidx_alloc(self.cls)
+            for i in range(self.n):
+                c = kind[i]
+                if c == 0:
+                    msgidx_slot_put(o, self.off[i], values[i])
+                elif c == 1:
+                    msgidx_slot_put(o, self.off[i], (<list>cols[i])[r])
+                else:
+                    msgidx_slot_put(o, self.off[i], [])
+            out.append(o)
+        return out
+
 
 _msgidx_makers = {}
+
+# Offsets below MSGIDX_INT_CACHE as shared int objects, one per value, made on first use
+# (like CPython's small ints, which stop at 256): the spans of a batch's findings and
+# kept lines repeat the same few thousand line offsets, and allocating and freeing two
+# ints per withheld or kept portion cost as much as the Finding itself. Held for the
+# life of the process (a few hundred KB at most); only read and filled with the GIL.
+DEF MSGIDX_INT_CACHE = 65536
+cdef PyObject** _msgidx_ints = NULL
+
+
+cdef inline object _msgidx_int(int64_t v):
+    """``int(v)``, shared for small offsets (see MSGIDX_INT_CACHE)."""
+    global _msgidx_ints
+    cdef PyObject* x
+    if v < 0 or v >= MSGIDX_INT_CACHE:
+        return v
+    if _msgidx_ints == NULL:
+        _msgidx_ints = <PyObject**>calloc(MSGIDX_INT_CACHE, sizeof(PyObject*))
+        if _msgidx_ints == NULL:
+            return v  # out of memory only means: no sharing
+    x = _msgidx_ints[v]
+    if x == NULL:
+        o = <object>v
+        Py_INCREF(o)   # the cache's own reference, never released
+        _msgidx_ints[v] = <PyObject*>o
+        return o
+    return <object>x
 # the field orders the builders below fill (guard.messages.Portion, guard.findings.Finding)
 _PORTION_FIELDS = ("start", "end", "mark_end", "mark", "section", "marking")
 _FINDING_FIELDS = ("rule", "message", "start", "end")
@@ -1501,9 +1712,9 @@ cdef class MsgIdxRows:
                 i = self.ids[j]
                 if i < 0 or i >= nw:
                     raise ValueError("MsgIdxRows.layout: a portion's mark id is not judged")
-                starts.append(self.rows[j, 0])
-                mark_ends.append(self.rows[j, 1])
-                ends.append(self.rows[j, 2])
+                starts.append(_msgidx_int(self.rows[j, 0]))
+                mark_ends.append(_msgidx_int(self.rows[j, 1]))
+                ends.append(_msgidx_int(self.rows[j, 2]))
                 ids.append(i)
                 cur.append(p)
                 if w[i]:
@@ -1548,8 +1759,8 @@ cdef class MsgIdxRows:
             if w[i]:
                 pairs = <tuple?>why[i]
                 if pairs:
-                    so = self.rows[j, 0]   # one int object per span, shared by its findings
-                    eo = self.rows[j, 2]
+                    so = _msgidx_int(self.rows[j, 0])  # shared by its findings
+                    eo = _msgidx_int(self.rows[j, 2])
                     for pair in pairs:
                         findings.append(mk.new4(pair[0], pair[1], so, eo))
             else:
@@ -1586,7 +1797,7 @@ cdef class MsgIdxRows:
                 if p < 0 or p >= n:
                     raise IndexError("MsgIdxRows.spans: no such portion")
                 j = at[p]
-                lines.append((self.rows[j, 0], self.rows[j, 2]))
+                lines.append((_msgidx_int(self.rows[j, 0]), _msgidx_int(self.rows[j, 2])))
                 i = self.ids[j]
                 if i < 0:
                     raise ValueError("MsgIdxRows.spans: a kept portion has no valid mark")

@@ -113,39 +113,57 @@ class Decision:
 class _Ctx:
     """Per-message state carried along the stage chain.
 
-    Immutable defaults live on the class (a batch makes one per message: setting only
-    what differs keeps that cheap); lists are per message."""
+    Slots, each set in ``__init__``: a batch makes one per message and the stages read
+    its fields dozens of times (a field left to a class default costs a failed instance
+    lookup, then the class's, on every read)."""
 
-    _msg: Message | None = None
-    ix: tuple[BatchIndex, int] | None = None  # indexed by the batch parse
-    real = -1            # indexed: scan matches outside banners and marks
-    plain = False        # decided on the index: released unchanged
-    keep: tuple[list[tuple[int, int]], int] | None = None  # index: lines kept, marks
+    __slots__ = ("_matches", "_msg", "auto", "banner", "blocked", "candidate", "completed",
+                 "data", "deadline", "findings", "ign", "ix", "keep", "lanes",
+                 "message_id", "output", "plain", "plan", "quarantine", "real", "rewrite",
+                 "scan", "scanned", "spans", "verdict")
+
+    _msg: Message | None
+    ix: tuple[BatchIndex, int] | None  # indexed by the batch parse
+    real: int            # indexed: scan matches outside banners and marks
+    plain: bool          # decided on the index: released unchanged
+    keep: tuple[list[tuple[int, int]], int] | None  # index: lines kept, marks
     # decided on the index by ``run_indexed``: per portion its line start, end, mark id
-    spans: tuple[list[int], list[int], list[int]] | None = None
-    _matches: Sequence[Match] | None = None
-    scan: tuple[Any, int] | None = None  # indexed: (BatchResult, row) holding its matches
-    ign: bool | None = None  # indexed: no outcome acts on its matches (msgidx_ignorable)
+    spans: tuple[list[int], list[int], list[int]] | None
+    _matches: Sequence[Match] | None
+    scan: tuple[Any, int] | None  # indexed: (BatchResult, row) holding its matches
+    ign: bool | None  # indexed: no outcome acts on its matches (msgidx_ignorable)
     # (BatchResult, row) of a clean (unflagged) scan of exactly ``data``, for the re-check
-    scanned: tuple[Any, int] | None = None
-    blocked = False
-    quarantine = False
-    rewrite = False
-    plan: Plan | None = None
-    verdict = ""
-    output: bytes | None = None
-    candidate: bytes | None = None
-    banner: str | None = None
-    lanes: tuple[str, ...] = ()
-    auto = False
+    scanned: tuple[Any, int] | None
+    blocked: bool
+    quarantine: bool
+    rewrite: bool
+    plan: Plan | None
+    verdict: str
+    output: bytes | None
+    candidate: bytes | None
+    banner: str | None
+    lanes: tuple[str, ...]
+    auto: bool
+    data: bytes
+    message_id: str
+    deadline: float
+    completed: list[str]
+    findings: list[Finding]
 
     def __init__(self, data: bytes, message_id: str, budget_s: float,
                  now: float | None = None) -> None:
         self.data = data
         self.message_id = message_id
         self.deadline = (time.perf_counter() if now is None else now) + budget_s
-        self.completed: list[str] = []
-        self.findings: list[Finding] = []
+        self.completed = []
+        self.findings = []
+        self._msg = self.ix = self.keep = self.spans = self._matches = self.scan = None
+        self.ign = self.scanned = self.plan = self.output = self.candidate = None
+        self.banner = None
+        self.real = -1
+        self.plain = self.blocked = self.quarantine = self.rewrite = self.auto = False
+        self.verdict = ""
+        self.lanes = ()
 
     @property
     def msg(self) -> Message | None:
@@ -189,6 +207,26 @@ _finding: Callable[[str, str, int, int], Finding] = SlotMaker(
 _DECISION_FIELDS = ("verdict", "findings", "output", "banner", "policy_sha256", "message_id",
                     "format", "candidate", "lanes", "auto_release")
 _decision: Callable[..., Decision] = SlotMaker(Decision, _DECISION_FIELDS).make
+
+
+#: ``_Ctx`` objects for a batch, made in the core (``_contexts``): every slot as
+#: ``_Ctx.__init__`` sets it, without a Python ``__init__`` call per message.
+_CTX_NAMES: tuple[str, ...] = _Ctx.__slots__
+_ctx_maker = SlotMaker(_Ctx, _CTX_NAMES)
+_CTX_PROTO = _Ctx(b"", "", 0.0, 0.0)
+_CTX_FRESH = (_CTX_NAMES.index("completed"), _CTX_NAMES.index("findings"))
+_CTX_DATA, _CTX_ID, _CTX_DEADLINE = (_CTX_NAMES.index(n) for n in ("data", "message_id",
+                                                                    "deadline"))
+
+
+def _contexts(datas: list[bytes], ids: list[str], deadline: float) -> list[_Ctx]:
+    """``[_Ctx(d, i, budget, now) for d, i in zip(datas, ids)]`` with ``deadline = now +
+    budget`` (the same fields, each fresh list its own)."""
+    values = [None if k in _CTX_FRESH else getattr(_CTX_PROTO, n)
+              for k, n in enumerate(_CTX_NAMES)]
+    values[_CTX_DATA] = values[_CTX_ID] = None
+    values[_CTX_DEADLINE] = deadline
+    return _ctx_maker.many(tuple(values), ((_CTX_DATA, datas), (_CTX_ID, ids)), _CTX_FRESH)
 
 
 def _released(output: bytes | None, banner: str | None, pid: str, message_id: str,
@@ -1303,8 +1341,12 @@ class Pipeline:
         try:
             each = budget * max(1.0, len(messages) / 64)
             now = time.perf_counter()
-            ctxs = [_Ctx(d if type(d) is bytes else bytes(d), ids[k], each, now)
-                    for k, d in enumerate(messages)]
+            if len(ids) >= len(messages):
+                datas = [d if type(d) is bytes else bytes(d) for d in messages]
+                ctxs = _contexts(datas, ids[:len(datas)], now + each) if datas else []
+            else:  # the first missing id fails as before (IndexError)
+                ctxs = [_Ctx(d if type(d) is bytes else bytes(d), ids[k], each, now)
+                        for k, d in enumerate(messages)]
         except Exception as exc:
             return [Decision("block", [_internal(f"bad input: {type(exc).__name__}")], None,
                              None, pid) for _ in messages]

@@ -46,7 +46,15 @@ from typing import Any
 
 import numpy as np
 
-from guard._core import MsgIdxRows, MsgIdxTable, SlotMaker, msgidx_index, msgidx_offsets
+from guard._core import (
+    MsgIdxRows,
+    MsgIdxTable,
+    SlotMaker,
+    msgidx_all_bytes,
+    msgidx_index,
+    msgidx_offsets,
+    msgidx_pick,
+)
 from guard.findings import Finding
 from guard.markings import Marking, ParseResult, parse, recognize_portions, render_banner
 
@@ -477,7 +485,7 @@ class BatchIndex:
                  closing: bool = True) -> None:
         # the core reads a list of bytes objects in place (the same objects: callers
         # compare them by identity); anything else is copied once into bytes
-        if type(datas) is not list or not all(type(d) is bytes for d in datas):
+        if type(datas) is not list or not msgidx_all_bytes(datas):
             datas = [d if type(d) is bytes else bytes(d) for d in datas]
         self.datas = datas
         self.marks = marks
@@ -495,9 +503,9 @@ class BatchIndex:
             btexts, bmarks = marks.btexts, marks.bmarkings
         self.fast_list: list[bool] = (self.status == 0).tolist()
         self._rows: MsgIdxRows | None = None
-        bl = bids.tolist()
-        self.banners: list[str | None] = [btexts[b] if b >= 0 else None for b in bl]
-        self.banner_marks: list[Marking | None] = [bmarks[b] if b >= 0 else None for b in bl]
+        # per message its banner's text and marking by id (None: no valid banner)
+        self.banners: list[str | None] = msgidx_pick(btexts, bids)
+        self.banner_marks: list[Marking | None] = msgidx_pick(bmarks, bids)
         # per message with tearlines: [(banner, marking, (start, end), mask, [portion k])]
         self.sections: list[list[tuple[str, Marking, tuple[int, int], int, list[int]]]] = []
         if self.info[:, 4].any():

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from guard._core import msgidx_join_lines, msgidx_join_parts
 from guard.markings import Marking, render_banner, rollup
 from guard.messages import TEARLINE, Message, marking_to_ism
 
@@ -52,7 +53,7 @@ def _rollup(marks: Sequence[str], markings: Sequence[Marking | None],
             idx: Sequence[int]) -> Marking:
     """Roll-up of the portions ``idx`` (their mark texts ``marks[i]``, markings
     ``markings[i]``), cached by the set of their mark texts."""
-    key = frozenset(marks[i] for i in idx)
+    key = frozenset(map(marks.__getitem__, idx))  # (no generator frame per portion)
     got = _rollups.get(key)
     if got is None:
         ms = [markings[i] for i in idx]
@@ -69,7 +70,7 @@ def _banner_of(marks: Sequence[str], markings: Sequence[Marking | None],
                idx: Sequence[int]) -> tuple[str, bytes]:
     """The roll-up banner of the portions ``idx`` as text and UTF-8 bytes, cached by
     the set of their mark texts (as ``_rollup``, shared with ``build_lines``)."""
-    key = frozenset(marks[i] for i in idx)
+    key = frozenset(map(marks.__getitem__, idx))  # (no generator frame per portion)
     got = _banners.get(key)
     if got is None:
         text = render_banner(_rollup(marks, markings, idx))
@@ -96,18 +97,9 @@ def build_lines(text: bytes, lines: Sequence[tuple[int, int]], marks: Sequence[s
             _banners.clear()
         _banners[key] = got
     banner, head = got
-    # a line that starts right after the previous one's '\n' is sliced with it as one run
-    # (kept portions are mostly consecutive lines), and the output is joined once
-    parts = [head]
-    rs, re_ = lines[0]
-    for s, e in lines[1:]:
-        if s == re_ + 1 and text[re_] == 10:
-            re_ = e
-        else:
-            parts.append(text[rs:re_])
-            rs, re_ = s, e
-    parts += (text[rs:re_], head, b"")
-    return b"\n".join(parts), banner
+    # the lines joined by '\n' under the banner, in the core: one allocation, each line
+    # copied once (no slice per run, no Python loop over the lines)
+    return msgidx_join_lines(text, lines if type(lines) is list else list(lines), head), banner
 
 
 def build_output(msg: Message, plan: Plan) -> tuple[bytes, str]:
@@ -134,33 +126,22 @@ def build_text(text: bytes, plan: Plan, starts: Sequence[int], ends: Sequence[in
     if not sections:
         raise ValueError("nothing to release")
     banner, head = _banner_of(marks, markings, [i for sec in sections for i in sec])
-    lines = [head]
+    # each line is a span of ``text`` (or its cut bytes), joined by '\n' in the core: no
+    # slice per line, one allocation, each line copied once
+    lines: list[bytes | tuple[int, int]] = [head]
     cuts_of = plan.cuts
     for k, sec in enumerate(sections):
         if k:
             lines.append(TEARLINE)
             lines.append(_banner_of(marks, markings, sec)[1])
-        # uncut lines that follow each other in ``text`` (one '\n' apart) are sliced as
-        # one run: the same bytes as the lines joined by '\n', fewer objects to join
-        run = False        # an open run text[rs:re_] of uncut lines
-        rs = re_ = 0
         for i in sec:
-            s, e = starts[i], ends[i]
             cuts = cuts_of.get(i)
-            if not cuts and run and s == re_ + 1 and text[re_] == 10:
-                re_ = e
-                continue
-            if run:
-                lines.append(text[rs:re_])
             if cuts:
-                lines.append(_cut(text[s:e], s, cuts))
-                run = False
+                lines.append(_cut(text[starts[i]:ends[i]], starts[i], cuts))
             else:
-                run, rs, re_ = True, s, e
-        if run:
-            lines.append(text[rs:re_])
-    lines.append(lines[0])
-    return b"\n".join(lines) + b"\n", banner
+                lines.append((starts[i], ends[i]))
+    lines.append(head)
+    return msgidx_join_parts(text, lines), banner
 
 
 def _build_json(msg: Message, plan: Plan, sections: list[list[int]], sec_marks: list[Marking],

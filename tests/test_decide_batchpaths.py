@@ -339,3 +339,33 @@ def test_index_reads_messages_in_place_as_a_joined_batch(kinds: list[str], bad: 
     assert got.buf == b"".join(msgs)
     assert all(got.buf[got.offsets[k]:got.offsets[k + 1]] == m for k, m in enumerate(msgs))
     assert all(d is m for d, m, k in zip(got.datas, given_, kinds, strict=True) if k == "bytes")
+
+
+@given(st.lists(st.binary(max_size=8), max_size=5), st.floats(0, 1e6))
+def test_batch_contexts_are_init_s(datas: list[bytes], deadline: float) -> None:
+    """The contexts ``decide_batch`` makes in the core hold what ``_Ctx.__init__`` sets,
+    every slot, with fresh lists of their own."""
+    from guard import decide
+
+    ids = [f"m{k}" for k in range(len(datas))]
+    got = decide._contexts(datas, ids, deadline) if datas else []
+    want = [_Ctx(d, i, deadline, 0.0) for d, i in zip(datas, ids, strict=True)]
+    assert len(got) == len(want)
+    lists = set()
+    for g, w in zip(got, want, strict=True):
+        assert type(g) is _Ctx
+        for name in _Ctx.__slots__:
+            a, b = getattr(g, name), getattr(w, name)
+            assert type(a) is type(b) and a == b, name
+        lists |= {id(g.completed), id(g.findings)}
+    assert len(lists) == 2 * len(got)
+
+
+def test_message_ids_shorter_or_longer_than_the_batch() -> None:
+    """Ids beyond the batch are ignored; a missing id blocks the batch as bad input."""
+    pipe = Pipeline(load_policy(REPO / "policies" / "us-secret-to-fvey.yaml"), watchdog=False)
+    longer = pipe.decide_batch([_GOOD], ["a", "b"])
+    assert [d.message_id for d in longer] == ["a"] and longer[0].verdict == "release"
+    shorter = pipe.decide_batch([_GOOD, _GOOD], ["a"])
+    assert [d.verdict for d in shorter] == ["block", "block"]
+    assert shorter[0].findings[0].message == "bad input: IndexError"

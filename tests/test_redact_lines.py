@@ -76,3 +76,22 @@ def test_build_text_matches_line_by_line(case: tuple[bytes, list[tuple[int, int]
             lines.append(_cut(text[s:e], s, cuts[i]) if i in cuts else text[s:e])
     assert out == b"\n".join([*lines, head]) + b"\n"
     assert banner == head.decode()
+
+
+def test_core_joins_refuse_spans_outside_the_text() -> None:
+    """The core's joins fail (the stage then blocks the message) rather than read past
+    the text for a span that is not inside it, or take a part of another type."""
+    import pytest
+
+    from guard._core import msgidx_join_lines, msgidx_join_parts
+
+    text = b"TOP\n(U) a\n"
+    assert msgidx_join_lines(text, [(4, 9)], b"H") == b"H\n(U) a\nH\n"
+    assert msgidx_join_parts(text, [b"H", (4, 9), b"H"]) == b"H\n(U) a\nH\n"
+    for bad in ([(4, 11)], [(5, 4)], [(-1, 2)]):
+        with pytest.raises(ValueError):
+            msgidx_join_lines(text, bad, b"H")
+        with pytest.raises(ValueError):
+            msgidx_join_parts(text, [b"H", *bad])
+    with pytest.raises(TypeError):
+        msgidx_join_parts(text, [b"H", [4, 9]])
