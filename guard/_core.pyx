@@ -4,6 +4,7 @@
 One extension module, assembled from one include file per concept so that each
 concept stays small and readable:
 
+- ``_ints.pxi``: the byte offsets of Matches, findings and lines as shared int objects;
 - ``_portions.pxi``: recognising portion marks such as ``(S//REL TO USA, GBR)``
   at the start of paragraphs inside message bodies;
 - ``_scan.pxi``: normalising and scanning bodies for dirty words, clean words,
@@ -18,6 +19,7 @@ concept stays small and readable:
   task counter a replay's forked workers share.
 """
 
+include "_ints.pxi"
 include "_portions.pxi"
 include "_fold.pxi"
 include "_scan.pxi"

@@ -1548,32 +1548,6 @@ cdef class SlotMaker:
 
 _msgidx_makers = {}
 
-# Offsets below MSGIDX_INT_CACHE as shared int objects, one per value, made on first use
-# (like CPython's small ints, which stop at 256): the spans of a batch's findings and
-# kept lines repeat the same few thousand line offsets, and allocating and freeing two
-# ints per withheld or kept portion cost as much as the Finding itself. Held for the
-# life of the process (a few hundred KB at most); only read and filled with the GIL.
-DEF MSGIDX_INT_CACHE = 65536
-cdef PyObject** _msgidx_ints = NULL
-
-
-cdef inline object _msgidx_int(int64_t v):
-    """``int(v)``, shared for small offsets (see MSGIDX_INT_CACHE)."""
-    global _msgidx_ints
-    cdef PyObject* x
-    if v < 0 or v >= MSGIDX_INT_CACHE:
-        return v
-    if _msgidx_ints == NULL:
-        _msgidx_ints = <PyObject**>calloc(MSGIDX_INT_CACHE, sizeof(PyObject*))
-        if _msgidx_ints == NULL:
-            return v  # out of memory only means: no sharing
-    x = _msgidx_ints[v]
-    if x == NULL:
-        o = <object>v
-        Py_INCREF(o)   # the cache's own reference, never released
-        _msgidx_ints[v] = <PyObject*>o
-        return o
-    return <object>x
 # the field orders the builders below fill (guard.messages.Portion, guard.findings.Finding)
 _PORTION_FIELDS = ("start", "end", "mark_end", "mark", "section", "marking")
 _FINDING_FIELDS = ("rule", "message", "start", "end")
@@ -1712,9 +1686,9 @@ cdef class MsgIdxRows:
                 i = self.ids[j]
                 if i < 0 or i >= nw:
                     raise ValueError("MsgIdxRows.layout: a portion's mark id is not judged")
-                starts.append(_msgidx_int(self.rows[j, 0]))
-                mark_ends.append(_msgidx_int(self.rows[j, 1]))
-                ends.append(_msgidx_int(self.rows[j, 2]))
+                starts.append(shared_int(self.rows[j, 0]))
+                mark_ends.append(shared_int(self.rows[j, 1]))
+                ends.append(shared_int(self.rows[j, 2]))
                 ids.append(i)
                 cur.append(p)
                 if w[i]:
@@ -1759,8 +1733,8 @@ cdef class MsgIdxRows:
             if w[i]:
                 pairs = <tuple?>why[i]
                 if pairs:
-                    so = _msgidx_int(self.rows[j, 0])  # shared by its findings
-                    eo = _msgidx_int(self.rows[j, 2])
+                    so = shared_int(self.rows[j, 0])  # shared by its findings
+                    eo = shared_int(self.rows[j, 2])
                     for pair in pairs:
                         findings.append(mk.new4(pair[0], pair[1], so, eo))
             else:
@@ -1797,7 +1771,7 @@ cdef class MsgIdxRows:
                 if p < 0 or p >= n:
                     raise IndexError("MsgIdxRows.spans: no such portion")
                 j = at[p]
-                lines.append((_msgidx_int(self.rows[j, 0]), _msgidx_int(self.rows[j, 2])))
+                lines.append((shared_int(self.rows[j, 0]), shared_int(self.rows[j, 2])))
                 i = self.ids[j]
                 if i < 0:
                     raise ValueError("MsgIdxRows.spans: a kept portion has no valid mark")

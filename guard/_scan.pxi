@@ -2649,30 +2649,10 @@ cdef class ScanCore:
 # does in CPython (tp_alloc, then PyTuple_SET_ITEM), with the three strings shared.
 
 from cpython.object cimport PyTypeObject
-from cpython.ref cimport PyObject, Py_XDECREF
-from libc.stdlib cimport calloc
+from cpython.ref cimport PyObject
 
 cdef extern from *:
     """
-    /* Offsets below SC_INT_CACHE are shared int objects, one per value, made on first
-       use (like CPython's small ints, which stop at 256): a batch's matches repeat the
-       same few thousand offsets, and two int allocations and frees were half of a
-       Match's cost. ints is the table's array of SC_INT_CACHE slots (NULL: not made). */
-    #define SC_INT_CACHE 65536
-    static inline PyObject* sc_int(PyObject** ints, long long v) {
-        PyObject* x;
-        if (ints == NULL || v < 0 || v >= SC_INT_CACHE)
-            return PyLong_FromLongLong(v);
-        x = ints[v];
-        if (x == NULL) {
-            x = PyLong_FromLongLong(v);
-            if (x == NULL) return NULL;
-            ints[v] = x;   /* the table's own reference */
-        }
-        Py_INCREF(x);
-        return x;
-    }
-
     /* One Match: (name, kind, term) from the 3-tuple nm, then start and end. */
     static PyObject* sc_match_new(PyTypeObject* tp, PyObject* nm, PyObject** ints,
                                   long long s, long long e) {
@@ -2685,10 +2665,10 @@ cdef extern from *:
             Py_INCREF(x);
             PyTuple_SET_ITEM(o, k, x);
         }
-        x = sc_int(ints, s);
+        x = shared_int_ref(ints, s);
         if (x == NULL) { Py_DECREF(o); return NULL; }
         PyTuple_SET_ITEM(o, 3, x);
-        x = sc_int(ints, e);
+        x = shared_int_ref(ints, e);
         if (x == NULL) { Py_DECREF(o); return NULL; }
         PyTuple_SET_ITEM(o, 4, x);
         /* three strings and two ints cannot be part of a reference cycle (the type has
@@ -2724,7 +2704,6 @@ cdef extern from *:
         return out;
     }
     """
-    int SC_INT_CACHE
     object sc_match_list(PyTypeObject* tp, object names, PyObject** ints, const int64_t* lbase,
                          int nl, const int16_t* li, const int32_t* ti, const int64_t* st,
                          const int64_t* en, Py_ssize_t a, Py_ssize_t b)
@@ -2741,21 +2720,6 @@ cdef class MatchTable:
     cdef object lbase_arr
     cdef const int64_t* lbase
     cdef int nl
-    cdef PyObject** ints  # shared offset ints (see sc_int); NULL until the first batch
-
-    def __dealloc__(self):
-        cdef Py_ssize_t v
-        if self.ints != NULL:
-            for v in range(SC_INT_CACHE):
-                Py_XDECREF(self.ints[v])
-            free(self.ints)
-            self.ints = NULL
-
-    cdef PyObject** _ints(self):
-        # made on first use: a table that never builds Matches costs no 512 KB
-        if self.ints == NULL:
-            self.ints = <PyObject**>calloc(SC_INT_CACHE, sizeof(PyObject*))
-        return self.ints  # NULL (out of memory) only means: no sharing
 
     def __init__(self, cls, prefix):
         if not (isinstance(cls, type) and issubclass(cls, tuple)
@@ -2835,7 +2799,7 @@ cdef class _MatchView:
     cdef object _list(self, Py_ssize_t a, Py_ssize_t b):
         if a >= b:
             return []
-        return sc_match_list(<PyTypeObject*>self.t.cls, self.t.names, self.t._ints(),
+        return sc_match_list(<PyTypeObject*>self.t.cls, self.t.names, shared_ints(),
                              self.t.lbase,
                              self.t.nl, &self.li[0], &self.ti[0], &self.st[0], &self.en[0],
                              a, b)

@@ -106,25 +106,24 @@ def test_match_objects_built_in_the_core() -> None:
         _core.MatchTable(tuple, SCANNER._prefix)
 
 
-def test_offsets_are_shared_ints_below_the_cache_bound_and_exact_above() -> None:
-    """Offsets under 65,536 are one shared int per value (the table's cache); offsets at
-    or above it, and negative ones, are made per Match. Values are exact either way,
-    and a Match holds one reference to each int: dropping the Matches returns them."""
+def test_offsets_are_shared_ints_below_the_limit_and_exact_above() -> None:
+    """Offsets under 65,536 are one shared int per value (the core's table of shared
+    ints); offsets at or above it, and negative ones, are made per Match. Values are
+    exact either way, and a Match holds one reference to each int: dropping the Matches
+    returns them."""
     import sys
 
-    from guard.scanner import Match
-
-    table = _core.MatchTable(Match, SCANNER._prefix)
+    table = SCANNER._mtable
     starts = [0, 300, 65535, 65536, 2**40, -5]
     ends = [1, 301, 70000, 2**40 + 1, 2**41, 3]
     rows = table.rows([0] * 6, [0] * 6, starts, ends)
     assert [(m.start, m.end) for m in rows] == list(zip(starts, ends, strict=True))
     again = table.rows([0] * 6, [0] * 6, starts, ends)
     assert again[1].start is rows[1].start and again[2].start is rows[2].start
-    assert again[3].start is not rows[3].start  # past the cache: a new int
+    assert again[3].start is not rows[3].start  # past the limit: a new int
     shared = rows[1].start
     refs = sys.getrefcount(shared)
     del again
     assert sys.getrefcount(shared) == refs - 1
-    del rows, table  # the table's own references go with it (no crash, no leak)
+    del rows
     assert shared == 300
