@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard.decide import Pipeline, Stage, _Ctx
+from guard.decide import Pipeline, _Ctx
 from guard.domains.generators import CATEGORIES, FlowTarget, Generator, GeneratorConfig
 from guard.messages import (
     _DECEPTIVE,
@@ -28,6 +28,7 @@ from guard.messages import (
     portion_marking,
 )
 from guard.policy import load_policy
+from tests.decisions import decision_key, reference_key
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["us-secret-to-fvey", "us-secret-to-gbr", "us-secret-to-fvey-yesforn",
@@ -39,18 +40,6 @@ def _pipe(name: str) -> Pipeline:
     if name not in _PIPES:
         _PIPES[name] = Pipeline(load_policy(REPO / "policies" / f"{name}.yaml"), watchdog=False)
     return _PIPES[name]
-
-
-def _key(d) -> tuple:  # type: ignore[no-untyped-def]
-    return (d.verdict, [f.to_dict() for f in d.findings], d.output, d.banner, d.lanes,
-            d.candidate, d.format, d.auto_release)
-
-
-def _reference(pipe: Pipeline, data: bytes) -> tuple:
-    ctx = _Ctx(data, "", 60.0)
-    for stage in pipe.stages:
-        Stage.run_batch(stage, [ctx], lambda: None)  # the per-message path of every stage
-    return _key(pipe._finish(ctx, True, pipe.policy.sha256))
 
 
 def _traffic(seed: int, n: int, dest: str) -> list[bytes]:
@@ -67,8 +56,8 @@ def test_generated_traffic_batch_equals_reference(name: str) -> None:
     dest = {"us-secret-to-public": "PUBLIC", "us-secret-to-gbr": "GBR",
             "us-secret-to-nato": "NATO", "us-secret-to-jpn": "JPN"}.get(name, "FVEY")
     msgs = _traffic(7, 160, dest)
-    got = [_key(d) for d in pipe.decide_batch(msgs)]
-    want = [_reference(pipe, m) for m in msgs]
+    got = [decision_key(d) for d in pipe.decide_batch(msgs)]
+    want = [reference_key(pipe, m) for m in msgs]
     assert got == want
     assert {g[0] for g in got} >= {"block", "release"}  # the traffic is really mixed
 
@@ -89,8 +78,8 @@ def test_non_ascii_evasions_take_the_index_and_decide_as_the_reference() -> None
     assert sum(ix.fast(k) for k in wide) > len(wide) // 3          # really indexed
     assert any(ix.status[k] == 2 for k in wide)                    # a look-alike in a mark
     assert not all(ix.fast(k) or ix.status[k] == 2 for k in wide)  # bad UTF-8: the parser
-    got = [_key(d) for d in pipe.decide_batch(msgs)]
-    assert got == [_reference(pipe, m) for m in msgs]
+    got = [decision_key(d) for d in pipe.decide_batch(msgs)]
+    assert got == [reference_key(pipe, m) for m in msgs]
     # the evasions are all withheld: the re-check is given them as outputs directly
     outs = [msgs[k] for k in wide]
     rc = pipe.stages[-1].rechecker  # type: ignore[attr-defined]
@@ -267,8 +256,8 @@ def test_indexed_decisions_with_matches_equal_the_reference(
     monkeypatch.setattr(DecideStage, "run_indexed", counted)
     monkeypatch.setattr(DecideStage, "_ignorable", never)
     msgs = _indexed_cases()
-    got = [_key(d) for d in pipe.decide_batch(msgs)]
-    assert got == [_reference(pipe, m) for m in msgs]
+    got = [decision_key(d) for d in pipe.decide_batch(msgs)]
+    assert got == [reference_key(pipe, m) for m in msgs]
     assert used.count(True) > len(msgs) // 4  # the indexed path really decided many
     verdicts = {g[0] for g in got}
     assert {"block", "redact"} <= verdicts

@@ -18,10 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guard.decide import Pipeline, Stage, _Ctx
+from guard.decide import Pipeline
 from guard.markings import parse, render_banner, rollup
 from guard.messages import BatchIndex, MarkIndex, parse_mark, parse_message, portion_marking
 from guard.policy import load_policy
+from tests.decisions import decision_key, reference_key
 
 POLICIES = Path(__file__).resolve().parents[1] / "policies"
 NAMES = ["us-secret-to-gbr", "us-secret-to-fvey", "us-secret-to-public",
@@ -85,19 +86,6 @@ def messages(draw: st.DrawFn) -> bytes:
     return out.encode()
 
 
-def _reference(pipe: Pipeline, data: bytes) -> tuple:
-    ctx = _Ctx(data, "", 60.0)
-    for stage in pipe.stages:
-        Stage.run_batch(stage, [ctx], lambda: None)  # the per-message path of every stage
-    d = pipe._finish(ctx, True, pipe.policy.sha256)
-    return _key(d)
-
-
-def _key(d) -> tuple:  # type: ignore[no-untyped-def]
-    return (d.verdict, [f.to_dict() for f in d.findings], d.output, d.banner, d.lanes,
-            d.candidate, d.format)
-
-
 PIPES = {name: Pipeline(load_policy(POLICIES / f"{name}.yaml"), watchdog=False)
          for name in NAMES}
 
@@ -106,8 +94,8 @@ PIPES = {name: Pipeline(load_policy(POLICIES / f"{name}.yaml"), watchdog=False)
 @given(st.lists(messages(), min_size=1, max_size=6), st.sampled_from(NAMES))
 def test_batch_decisions_equal_the_reference(batch: list[bytes], name: str) -> None:
     pipe = PIPES[name]
-    got = [_key(d) for d in pipe.decide_batch(batch)]
-    assert got == [_reference(pipe, m) for m in batch]
+    got = [decision_key(d) for d in pipe.decide_batch(batch)]
+    assert got == [reference_key(pipe, m) for m in batch]
 
 
 def _banner(text: str):  # type: ignore[no-untyped-def]
@@ -189,14 +177,14 @@ def test_threads_and_index_resets_do_not_mix_up_marks(monkeypatch: pytest.Monkey
         pool.append(("\n".join([_rolled(marks), *(f"({m}) convoy {rng.randint(0, 9)}"
                                                   for m in marks), _rolled(marks)])
                      + "\n").encode())
-    want = [_reference(pipe, m) for m in pool]
+    want = [reference_key(pipe, m) for m in pool]
     errors: list[str] = []
 
     def work(seed: int) -> None:
         r = random.Random(seed)
         for _ in range(15):
             idx = [r.randrange(len(pool)) for _ in range(8)]
-            got = [_key(d) for d in pipe.decide_batch([pool[i] for i in idx])]
+            got = [decision_key(d) for d in pipe.decide_batch([pool[i] for i in idx])]
             if got != [want[i] for i in idx]:
                 errors.append(f"thread {seed}: mismatch")
 
@@ -242,4 +230,5 @@ def test_mark_length_limit_decides_as_the_reference(inner: int, tail: bytes) -> 
     line = b"(" + b"S" * inner + tail
     batch = [b"SECRET\n(S) Convoy.\n" + line + b"\nSECRET\n",
              b"SECRET\n" + line + b"\n(S) Convoy.\nSECRET\n"]
-    assert [_key(d) for d in pipe.decide_batch(batch)] == [_reference(pipe, m) for m in batch]
+    want = [reference_key(pipe, m) for m in batch]
+    assert [decision_key(d) for d in pipe.decide_batch(batch)] == want

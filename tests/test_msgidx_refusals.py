@@ -15,9 +15,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard.decide import Pipeline, Stage, _Ctx
+from guard.decide import Pipeline
 from guard.messages import BatchIndex, MarkIndex, parse_mark, parse_message, portion_marking
 from guard.policy import load_policy
+from tests.decisions import decision_key, reference_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,21 +120,12 @@ def test_sections_that_keep_no_valid_portion() -> None:
 _PIPE = Pipeline(load_policy(REPO / "policies" / "us-secret-to-fvey.yaml"), watchdog=False)
 
 
-def _key(d) -> tuple:  # type: ignore[no-untyped-def]
-    return (d.verdict, [f.to_dict() for f in d.findings], d.output, d.banner, d.format)
-
-
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.lists(st.sampled_from(_LINES), max_size=8), min_size=1, max_size=6))
 def test_batch_decides_as_each_alone(bodies: list[list[bytes]]) -> None:
     datas = [b"\n".join(lines) + b"\n" for lines in bodies]
-    want = []
-    for data in datas:
-        ctx = _Ctx(data, "", 60.0)
-        for stage in _PIPE.stages:
-            Stage.run_batch(stage, [ctx], lambda: None)
-        want.append(_key(_PIPE._finish(ctx, True, _PIPE.policy.sha256)))
-    assert [_key(d) for d in _PIPE.decide_batch(datas)] == want
+    want = [reference_key(_PIPE, data) for data in datas]
+    assert [decision_key(d) for d in _PIPE.decide_batch(datas)] == want
 
 
 def test_each_refusal_is_met() -> None:

@@ -21,6 +21,7 @@ from guard.decide import _SAMPLES, Pipeline
 from guard.domains.generators import CATEGORIES, FlowTarget, Generator, GeneratorConfig
 from guard.policy import load_policy
 from guard.replay import _chunks, _compare_chunk
+from tests.decisions import decision_key, reference_key
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY = REPO / "policies" / "us-secret-to-fvey.yaml"
@@ -34,17 +35,12 @@ def _traffic(n: int) -> list[bytes]:
     return [m.payload for m in gen.take(n)]
 
 
-def _key(d) -> tuple:  # type: ignore[no-untyped-def]
-    return (d.verdict, [f.to_dict() for f in d.findings], d.output, d.banner, d.lanes,
-            d.candidate, d.format, d.auto_release)
-
-
 def test_warm_changes_no_decision() -> None:
     msgs = _traffic(200)
     cold = Pipeline(load_policy(POLICY))
     warm = Pipeline(load_policy(POLICY))
     warm.warm()
-    assert [_key(d) for d in warm.decide_batch(msgs)] == [_key(d) for d in
+    assert [decision_key(d) for d in warm.decide_batch(msgs)] == [decision_key(d) for d in
                                                           cold.decide_batch(msgs)]
 
 
@@ -57,7 +53,7 @@ _INHERITED: list[Pipeline] = []
 
 
 def _child(q: multiprocessing.Queue, msgs: list[bytes]) -> None:  # type: ignore[type-arg]
-    q.put((os.getpid(), [_key(d) for d in _INHERITED[0].decide_batch(msgs)]))
+    q.put((os.getpid(), [decision_key(d) for d in _INHERITED[0].decide_batch(msgs)]))
 
 
 @pytest.mark.skipif(os.name != "posix", reason="fork")
@@ -68,7 +64,7 @@ def test_a_forked_child_decides_with_the_inherited_pipeline() -> None:
     pipe = Pipeline(load_policy(POLICY))
     pipe.warm()  # the parent's watchdog thread now exists, idle
     msgs = _traffic(40)
-    want = [_key(d) for d in pipe.decide_batch(msgs)]
+    want = [decision_key(d) for d in pipe.decide_batch(msgs)]
     _INHERITED[:] = [pipe]
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
@@ -161,19 +157,12 @@ def test_the_bench_replay_mix_decides_as_the_reference() -> None:
     every batched decision (index paths, re-check taking first-scan rows) equals the
     per-message reference path (each stage's ``run``), findings included."""
     from bench.replay import _messages
-    from guard.decide import Stage, _Ctx
 
     msgs = [m.payload for m in _messages(256)]
     pipe = Pipeline(load_policy(POLICY), watchdog=False)
     pipe.warm()
-    got = [_key(d) for d in pipe.decide_batch(msgs)]
-    want = []
-    for data in msgs:
-        ctx = _Ctx(data, "", 60.0)
-        for stage in pipe.stages:
-            Stage.run_batch(stage, [ctx], lambda: None)
-        want.append(_key(pipe._finish(ctx, True, pipe.policy.sha256)))
-    assert got == want
+    got = [decision_key(d) for d in pipe.decide_batch(msgs)]
+    assert got == [reference_key(pipe, data) for data in msgs]
     assert {g[0] for g in got} == {"release", "redact", "quarantine", "block"}
 
 
