@@ -65,6 +65,8 @@ class Run:
         self.arrivals: list[tuple[str, str]] = []  # (message id, decision id)
         self.tasks: list[asyncio.Task[Any]] = []
         self.conns: list[Any] = []
+        self.closing = False
+        self.sink_error = ""  # the last failure to connect or subscribe a sink
         for sink in self.sinks.values():
             self._tap(sink)
 
@@ -84,20 +86,26 @@ class Run:
             try:
                 conn = await self.env.connect(dest, "sink", client_id=f"t-sink-{dest}",
                                               clean_start=False)
-            except Exception:
+                self.conns.append(conn)
+                await conn.subscribe("released/#")
+            except Exception as exc:
+                self.sink_error = f"{dest}: {type(exc).__name__}: {exc}"
                 await asyncio.sleep(0.1)
                 continue
-            self.conns.append(conn)
-            await conn.subscribe("released/#")
             ready.set()
             await consume(conn, sink, [])
 
-    async def start(self) -> None:
+    async def start(self, timeout_s: float = 30) -> None:
+        """Connect and subscribe every sink; fails (never hangs) when one cannot."""
         self.closing = False
         for dest, sink in self.sinks.items():
             ready = asyncio.Event()
             self.tasks.append(asyncio.create_task(self._sink(dest, sink, ready)))
-            await ready.wait()
+            try:
+                await asyncio.wait_for(ready.wait(), timeout_s)
+            except TimeoutError:
+                raise AssertionError(f"sink {dest} never subscribed; last error: "
+                                     f"{self.sink_error or 'none'}") from None
 
     async def publish(self, msgs: list[GeneratedMessage], chunk: int = 200) -> None:
         high = self.env.topology.flow(msgs[0].flow).source
