@@ -22,7 +22,10 @@ def capture_records(const unsigned char[::1] raw, Py_ssize_t count):
     cdef Py_ssize_t last0 = 0, last1 = 0      # span of the last distinct flow seen
     cdef double t
     cdef const unsigned char *b
-    if count < 0:
+    # a record takes at least 24 bytes (length, time, three string lengths, property
+    # count, payload length): a count the block cannot hold is damage, found before a
+    # damaged header makes four lists of its size
+    if count < 0 or count > n // 24:
         return None
     ids = [None] * count
     flows = [None] * count

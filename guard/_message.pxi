@@ -25,8 +25,9 @@ import numpy as np
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.ref cimport PyObject, Py_INCREF
+from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeASCII
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memchr, memcmp, memcpy
 from libc.stdint cimport int16_t, int64_t, uint64_t
 
@@ -45,7 +46,7 @@ DEF MSGIDX_NOBANNER = 4
 DEF MSGIDX_FEWLINES = 5
 DEF MSGIDX_UNCLOSED = 4     # row kind: a portion line whose mark is not closed
 # parse_text refuses a message of more lines than max_portions + this (message-limit)
-DEF MSGIDX_LINE_SLACK = 4 * 64 + 2
+DEF MSGIDX_LINE_SLACK = 4 * 64 + 2  # as guard/messages.py _LINE_SLACK
 
 
 cdef extern from *:
@@ -959,38 +960,49 @@ def msgidx_pick(list src, const int[::1] ids):
 def msgidx_join_lines(bytes text, list lines, bytes head):
     """``head + b"\\n" + b"\\n".join(text[s:e] for s, e in lines) + b"\\n" + head +
     b"\\n"`` in one allocation and one copy of each line (``build_lines``: a report of
-    the kept lines under its banner). ValueError for a span not inside ``text``."""
+    the kept lines under its banner). ValueError for a span not inside ``text`` or a line
+    that is not an (s, e) pair."""
     cdef Py_ssize_t n = PyBytes_GET_SIZE(text), nh = PyBytes_GET_SIZE(head)
     cdef Py_ssize_t total, s, e, k, nl = len(lines)
     cdef char *o
     cdef const char *src = PyBytes_AS_STRING(text)
     cdef tuple sp
-    total = 2 * nh + nl + 2
-    for k in range(nl):
-        sp = <tuple?>lines[k]
-        s = sp[0]
-        e = sp[1]
-        if s < 0 or e < s or e > n:
-            raise ValueError("msgidx_join_lines: a line span outside the text")
-        total += e - s
-    out = PyBytes_FromStringAndSize(NULL, total)
-    o = PyBytes_AS_STRING(out)
-    memcpy(o, PyBytes_AS_STRING(head), nh)
-    o += nh
-    o[0] = b'\n'
-    o += 1
-    for k in range(nl):
-        sp = <tuple>lines[k]
-        s = sp[0]
-        e = sp[1]
-        memcpy(o, src + s, e - s)
-        o += e - s
+    # the spans are checked once and kept: the copy below reads only what was checked
+    cdef Py_ssize_t *span = <Py_ssize_t *>malloc((2 * nl + 1) * sizeof(Py_ssize_t))
+    if span == NULL:
+        raise MemoryError()
+    try:
+        total = 2 * nh + nl + 2
+        for k in range(nl):
+            sp = <tuple?>lines[k]
+            if PyTuple_GET_SIZE(sp) != 2:
+                raise ValueError("msgidx_join_lines: a line is not an (s, e) pair")
+            s = sp[0]
+            e = sp[1]
+            if s < 0 or e < s or e > n:
+                raise ValueError("msgidx_join_lines: a line span outside the text")
+            span[2 * k] = s
+            span[2 * k + 1] = e
+            total += e - s
+        out = PyBytes_FromStringAndSize(NULL, total)
+        o = PyBytes_AS_STRING(out)
+        memcpy(o, PyBytes_AS_STRING(head), nh)
+        o += nh
         o[0] = b'\n'
         o += 1
-    memcpy(o, PyBytes_AS_STRING(head), nh)
-    o += nh
-    o[0] = b'\n'
-    return out
+        for k in range(nl):
+            s = span[2 * k]
+            e = span[2 * k + 1]
+            memcpy(o, src + s, e - s)
+            o += e - s
+            o[0] = b'\n'
+            o += 1
+        memcpy(o, PyBytes_AS_STRING(head), nh)
+        o += nh
+        o[0] = b'\n'
+        return out
+    finally:
+        free(span)
 
 
 @cython.boundscheck(False)
@@ -1019,17 +1031,27 @@ def msgidx_join_parts(bytes text, list parts):
             raise TypeError("msgidx_join_parts: a part is bytes or a (start, end) span")
     out = PyBytes_FromStringAndSize(NULL, total)
     o = PyBytes_AS_STRING(out)
+    cdef char *end = o + total
     for k in range(np_):
+        # parts are read again: each copy is checked against the allocation (a list
+        # changed under the join, by an __index__ say, is an error, never an overflow)
         p = parts[k]
         if type(p) is bytes:
-            memcpy(o, PyBytes_AS_STRING(p), PyBytes_GET_SIZE(p))
-            o += PyBytes_GET_SIZE(p)
-        else:
+            s = 0
+            e = PyBytes_GET_SIZE(p)
+            if e + 1 > end - o:
+                raise ValueError("msgidx_join_parts: the parts changed while joined")
+            memcpy(o, PyBytes_AS_STRING(p), e)
+        elif type(p) is tuple and len(<tuple>p) == 2:
             sp = <tuple>p
             s = sp[0]
             e = sp[1]
+            if s < 0 or e < s or e > n or e - s + 1 > end - o:
+                raise ValueError("msgidx_join_parts: the parts changed while joined")
             memcpy(o, src + s, e - s)
-            o += e - s
+        else:
+            raise TypeError("msgidx_join_parts: a part is bytes or a (start, end) span")
+        o += e - s
         o[0] = b'\n'
         o += 1
     return out
@@ -1447,10 +1469,12 @@ DEF SLOTMAKER_MAX = 32
 
 
 cdef class SlotMaker:
-    """Builds instances of a ``@dataclass(slots=True)`` class (frozen or not) by storing
-    every field straight into its slot: the same object as ``cls(*values)`` (whose
-    ``__init__`` only assigns the fields, through ``object.__setattr__`` when frozen) at
-    a fraction of the cost, for the many findings, portions and decisions of a batch.
+    """Builds instances of a class with ``__slots__`` (a ``@dataclass(slots=True)``,
+    frozen or not, or a plain slotted class such as the pipeline's ``_Ctx``) by storing
+    every field straight into its slot: the same object as ``cls(*values)`` when its
+    ``__init__`` only assigns the fields (through ``object.__setattr__`` when frozen), at
+    a fraction of the cost, for the many findings, portions, decisions and contexts of a
+    batch.
 
     ``names`` is the order of the values given to ``make``; it must name every slot of
     ``cls`` once. Refused (TypeError) for a class this cannot build faithfully: one with

@@ -151,3 +151,15 @@ def test_one_pass_decoder_matches_locate_then_slices(msgs: list[CapturedMessage]
     times, spans = located
     assert got == (*capture_slices(buf, spans), times.tolist())
     assert len({id(f) for f in got[1]}) == len(set(got[1]))
+
+
+def test_a_count_the_block_cannot_hold_is_refused_before_any_list_is_made() -> None:
+    """A damaged header claiming more records than the block's bytes can hold (at least
+    24 bytes each) is refused at once, as ``capture_locate`` refuses it, however large
+    the count (no lists of that size are made first)."""
+    msgs = [CapturedMessage("m1", "f", "t", 1.0, (), b"x")]
+    buf = np.frombuffer(b"".join(encode_record(m) for m in msgs), dtype=np.uint8)
+    assert capture_records(buf, 1) is not None
+    for count in (2, len(buf) // 24 + 1, 2**40):
+        assert capture_records(buf, count) is None
+        assert capture_locate(buf, min(count, 10**6)) is None

@@ -95,3 +95,27 @@ def test_core_joins_refuse_spans_outside_the_text() -> None:
             msgidx_join_parts(text, [b"H", *bad])
     with pytest.raises(TypeError):
         msgidx_join_parts(text, [b"H", [4, 9]])
+
+
+def test_core_joins_refuse_malformed_lines_and_parts_changed_under_them() -> None:
+    """A line that is not an (s, e) pair is an error, never a read past a tuple, and a
+    part list changed while it is joined (here by an ``__index__``) is an error, never a
+    copy past the allocation."""
+    import pytest
+
+    from guard._core import msgidx_join_lines, msgidx_join_parts
+
+    text = b"TOP\n(U) a\n"
+    for bad in ([()], [(4,)], [(4, 9, 10)]):
+        with pytest.raises(ValueError):
+            msgidx_join_lines(text, bad, b"H")
+    parts: list[object] = [b"H", b"", b"H"]
+
+    class Grows:
+        def __index__(self) -> int:
+            parts[1] = b"x" * 4096  # longer than what the first pass counted
+            return 9
+
+    parts.append((4, Grows()))
+    with pytest.raises(ValueError, match="changed"):
+        msgidx_join_parts(text, parts)
