@@ -674,16 +674,6 @@ cdef extern from *:
     static inline uint64_t sc_zkey(uint64_t k, int z) {
         return (k & 0xFFFFFFFFFFull) | ((uint64_t)z << 40) | (1ull << 56);
     }
-    static inline int sc_cut_past_word(const uint8_t* fold, const uint8_t* cls,
-            const uint8_t* d, Py_ssize_t n, Py_ssize_t p, int z, uint64_t k, int hm,
-            const uint64_t* bits, uint32_t shift) {
-        int g = sc_gap_at(fold, cls, d, n, p + z);
-        if (g >= 3)
-            return hm & (z <= 4 ? 1 << (z - 1) : 16);
-        if (g == 2 && z >= 2 && (hm & 16) && !sc_bloom(bits, shift, sc_zkey(k, z)))
-            hm &= ~16;
-        return hm;
-    }
 
     /* The Bloom key of a term of 8+ characters (first 8: k8) with its next t characters
        (tail, little-endian, zero past t; t = 3 for terms of 11 or more, else 0): a hash
@@ -694,36 +684,25 @@ cdef extern from *:
         h ^= h >> 29;
         return (h & 0x00FFFFFFFFFFFFFFull) | ((uint64_t)(1 + t % 3) << 56);
     }
-    /* A candidate of the class of 8+ characters (key k8) whose next squeezed characters
-       are `tail`: does some term of that key go on as the text does? tmask: bit t set
-       when some term has that t (0 or 3: two Bloom tests at most; one per tail length
-       1..4 cost more than they saved). Two-word terms whose first word is a common
-       8-letter one ("complete thie" against "complete the") passed both 8+ stages ~4
-       times per 4 KB of the bench corpus, each costing a probe. */
-    static inline int sc_tail_ok(const uint64_t* bits, uint32_t shift, uint64_t k8,
-                                 uint32_t tail, int tmask) {
-        for (; tmask; tmask &= tmask - 1) {
-            int t = __builtin_ctz(tmask);
-            if (sc_bloom(bits, shift, sc_tail_key(k8, tail & ((1u << (8 * t)) - 1), t)))
-                return 1;
-        }
-        return 0;
-    }
 
-    /* sc_cut_past_word, then sc_tail_ok when the 8+ class is left (tmask: as there;
-       tail: the 4 letters after the key, or tailp NULL when they may lie past the
-       squeezed look-ahead), for one candidate of the SIMD pass with few data-dependent
-       branches: its Bloom tests are made whether needed or not and their results
-       combined with masks. The candidate listing was bound by mispredicted branches
-       (~100 ticks per candidate, ~20 candidates per 4 KB of the bench corpus). */
+    /* Both cuts of one candidate of the SIMD pass (the word's gap, above; then, when
+       the 8+ class is left, the tail test: does some term of key k go on as the text
+       does? tailp: the 4 squeezed letters after the key, or NULL when they may lie past
+       the squeezed look-ahead; tmask: bit t set when some term has that t, 0 or 3: two
+       Bloom tests at most, one per tail length 1..4 cost more than they saved. Two-word
+       terms whose first word is a common 8-letter one, "complete thie" against "complete
+       the", passed both 8+ stages ~4 times per 4 KB of the bench corpus, each costing a
+       probe). Few data-dependent branches: the Bloom tests are made whether needed or
+       not and their results combined with masks. The candidate listing was bound by
+       mispredicted branches (~100 ticks per candidate, ~20 candidates per 4 KB of the
+       bench corpus). */
     static inline int sc_cand_cut(const uint8_t* fold, const uint8_t* cls, const uint8_t* d,
             Py_ssize_t n, Py_ssize_t p, int z, uint64_t k, int hm, const uint64_t* bits,
             uint32_t shift, const uint8_t* tailp, int tmask) {
         Py_ssize_t e = p + z;
         int g = 0;   /* a first fragment of 8 letters: nothing to cut */
         if (z <= 7)
-            g = (e + 1 < n && d[e] == ' ' && fold[d[e + 1]]) ? 2
-                : sc_gap_at(fold, cls, d, n, e);
+            g = sc_gap_at(fold, cls, d, n, e);
         int cz = z <= 4 ? 1 << (z - 1) : 16;
         hm = g >= 3 ? hm & cz : hm;
         int zb = sc_bloom(bits, shift, sc_zkey(k, z));
@@ -764,25 +743,6 @@ cdef extern from *:
         __m512i ms = _mm512_multishift_epi64_epi8(p, w);
         return _mm512_mask_cmpeq_epi64_mask(lm, _mm512_and_si512(ms, ones), ones);
     }
-    /* Both of two keys per lane against the same gathered words (sc_btest8 of a and of
-       b, ANDed): the 4 bit indices of b go in the high half of a's product, so one
-       vpmultishiftqb and one compare test all 8 bits (the shuffle port is the group
-       loop's bottleneck; two tests cost two of each). */
-    __attribute__((target(SC_SIMD_TARGET)))
-    #if SC_BLOOM_K > 4
-    #error "sc_btest8x2 packs two keys' SC_BLOOM_K bit indices in 8 bytes"
-    #endif
-    static inline __mmask8 sc_btest8x2(__m512i w, __m512i ka, __m512i kb, __mmask8 lm) {
-        const __m512i hb = _mm512_set1_epi64((long long)SC_HB);
-        const __m512i ones = _mm512_set1_epi64((long long)0x0101010101010101ull);
-        __m512i pa = _mm512_madd52hi_epu64(_mm512_setzero_si512(), ka, hb);
-        __m512i pb = _mm512_madd52hi_epu64(_mm512_setzero_si512(), kb, hb);
-        /* (pa & 0xFFFFFFFF) | pb << 32 */
-        __m512i p = _mm512_ternarylogic_epi64(pa, _mm512_set1_epi64(0xFFFFFFFFll),
-                                              _mm512_slli_epi64(pb, 32), 0xEA);
-        __m512i ms = _mm512_multishift_epi64_epi8(p, w);
-        return _mm512_mask_cmpeq_epi64_mask(lm, _mm512_and_si512(ms, ones), ones);
-    }
     /* Eight blocked-Bloom tests of class 1..3 keys (their own words), lanes in lm. */
     __attribute__((target(SC_SIMD_TARGET)))
     static inline __mmask8 sc_bloom8(const uint64_t* bits, __m128i shiftv, __m512i key,
@@ -800,7 +760,6 @@ cdef extern from *:
        wj[0:nv] (indices into the squeezed letters sq) as a record of 8 bytes per group of
        8 starts, rec[g / 8]. */
     #define SC_WW_TARGET "avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512dq,avx512cd,avx512vl,avx512ifma,bmi2,popcnt"
-    #define SC_L8 0x0101010101010101ull
     /* byte 4l of a vector of 32-bit lanes into all 8 bytes of 64-bit lane l, plus the
        offsets 0..7 within each 64-bit lane */
     #define SC_KREP _mm512_set_epi8( \

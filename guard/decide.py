@@ -544,6 +544,8 @@ class DecideStage(Stage):
         return True
 
     def _fits(self, ix: BatchIndex, banner: str, bm: Marking | None, mask: int) -> bool:
+        # run_batch reads this cache inline with the same key (a call per message less):
+        # a change to the key must be made there too
         key = (ix.generation, banner, mask)
         ok = self._banner_ok.get(key)
         if ok is None:

@@ -85,6 +85,9 @@ _CONTROL_BYTES = bytes([*range(0, 9), 11, 12, *range(14, 32), 127])
 _DECEPTIVE = re.compile("[\u202a-\u202e\u2066-\u2069\ufeff\u2028\u2029\u0085]")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 _MAX_MARK = 512
+# a message may have this many lines more than its policy's max_portions (banners, blank
+# lines, tearlines) before it is refused: message-limit
+_LINE_SLACK = 4 * 64 + 2
 _CACHE_MAX = 65536
 _cache: dict[tuple[str, str], ParseResult] = {}
 _pcache: dict[bytes, ParseResult] = {}
@@ -293,7 +296,7 @@ def parse_text(data: bytes, text: bytes, max_portions: int, fmt: str = "text") -
     msg = Message(fmt, data, text)
     find = msg.findings.append
     raw_lines = text.split(b"\n")
-    if len(raw_lines) > max_portions + 4 * 64 + 2:
+    if len(raw_lines) > max_portions + _LINE_SLACK:
         find(Finding("message-limit", f"the message has {len(raw_lines)} lines, more than the "
                      f"policy's limit of {max_portions} portions allows", 0, len(text)))
         return msg

@@ -366,8 +366,9 @@ def _decide(pipe: Pipeline, payloads: list[bytes], ids: list[str]) -> list[Decis
 def _compare_chunk(task: tuple[str, list[BlockInfo], str, str | None,
                                frozenset[str] | None]) -> dict[str, Any]:
     """Decide one chunk under NEW (and OLD); aggregates and the changed messages of
-    what was decided. Fewer than ``BATCH`` selected messages are carried over to this
-    worker's next chunk (``_compare_flush`` decides what is left at the end).
+    what was decided. In forked workers, fewer than ``BATCH`` selected messages left at
+    the chunk's end are carried over to the worker's next chunk (``_compare_flush``
+    decides what is left at the end); in a process pool each chunk is decided in full.
 
     Block by block: a worker holds at most one block's messages plus fewer than
     ``BATCH`` carried over from the blocks (and chunks) before."""

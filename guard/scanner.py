@@ -407,7 +407,7 @@ def _build_table(recs, ids: list[int], offset: int = 0):
         if 5 <= len(chars) < 8:
             # a 5..7-character term is still a candidate after a first word of z letters
             # and a loose gap when it has z characters or a word break after z of them
-            # (sc_cut_past_word: first 5 characters, z in byte 5, tag 1)
+            # (sc_zkey, tested in sc_cand_cut: first 5 characters, z in byte 5, tag 1)
             k5 = _core.scan_prefix_key(chars[:5]) & ((1 << 40) - 1)
             breaks.update(k5 | (z << 40) | (1 << 56) for z in range(2, 8)
                           if z == len(chars) or (z < len(chars) and recs[i][1][z]))
@@ -415,8 +415,8 @@ def _build_table(recs, ids: list[int], offset: int = 0):
         if len(chars) >= 8:
             classes |= 32
             long5.add(_core.scan_prefix_key(chars[:5]))
-            # the 8+ candidate's next letters (sc_tail_ok): bit 8 + t of classes says some
-            # term goes on for t = 3 (11+ characters) or t = 0 more characters
+            # the 8+ candidate's next letters (sc_cand_cut's tail test): bit 8 + t of
+            # classes says some term goes on for t = 3 (11+ characters) or t = 0 more
             classes |= 1 << (8 + (3 if len(chars) >= 11 else 0))
             breaks.add(_core.scan_tail_key(chars))
         else:

@@ -1,8 +1,8 @@
 """Candidates cut before verification: a word start whose first word has 1..4 letters drops
 the prefix classes whose terms must run past that word when the separator run after it is
 hard, or loose after 2+ letters and no 5..7-character term of that prefix has a word break
-there (sc_cut_past_word); a candidate of the class of 8+ characters is dropped when no
-term of its key goes on with the text's next letters (sc_tail_ok). Whatever the
+there; a candidate of the class of 8+ characters is dropped when no
+term of its key goes on with the text's next letters (both in sc_cand_cut). Whatever the
 separators, the SIMD path must find exactly what the portable path (which probes every
 Bloom pass) finds, also where the next letters lie past a window's look-ahead.
 """
