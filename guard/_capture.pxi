@@ -1,12 +1,12 @@
 # Capture blocks (format in guard/capture.py) decoded in one pass: each record is
-# checked exactly as ``_capture_locate`` checks it (its helpers, in _message.pxi) and its
+# checked by ``_capture_record`` (in _message.pxi, as ``capture_locate`` checks it) and its
 # id, flow and payload copied out at once, with no span table (no numpy arrays, no
 # second walk over the records, no list of times built through numpy).
 
 from cpython.float cimport PyFloat_FromDouble
 
 
-# boundscheck off: every read is preceded by a check that it ends at or before ``end``
+# boundscheck off: every read (in _capture_record) is checked to end at or before ``end``
 # (<= n, the buffer's length); the lists are indexed below ``count`` (their length).
 @cython.boundscheck(False)
 @cython.wraparound(False)
@@ -17,9 +17,9 @@ def capture_records(const unsigned char[::1] raw, Py_ssize_t count):
 
     ``None`` when the Python decoder must decide (anything unusual: damage, non-ASCII
     strings, bytes after the last record), exactly when ``capture_locate`` says so."""
-    cdef Py_ssize_t n = raw.shape[0], pos = 0, k, p, end, j, m, slen, nprops = 0
-    cdef Py_ssize_t i0 = 0, i1 = 0, f0 = 0, f1 = 0
+    cdef Py_ssize_t n = raw.shape[0], pos = 0, k
     cdef Py_ssize_t last0 = 0, last1 = 0      # span of the last distinct flow seen
+    cdef Py_ssize_t sp[6]                     # id, flow, payload: start and end each
     cdef double t
     cdef const unsigned char *b
     # a record takes at least 24 bytes (length, time, three string lengths, property
@@ -37,54 +37,22 @@ def capture_records(const unsigned char[::1] raw, Py_ssize_t count):
     flow = None
     interned = {}
     for k in range(count):
-        if pos + 12 > n:
+        pos = _capture_record(b, n, pos, &t, sp)
+        if pos < 0:
             return None
-        end = pos + 4 + <Py_ssize_t>_cap_u32(b + pos)
-        if end > n:
-            return None
-        memcpy(&t, b + pos + 4, 8)   # little-endian f64 (x86-64 and aarch64 are LE)
-        p = pos + 12
-        for j in range(4):           # id, flow, topic; then the property count
-            if p + 2 > end:
-                return None
-            slen = _cap_u16(b + p)
-            p += 2
-            if j == 3:
-                nprops = slen
-                break
-            if p + slen > end or not _cap_ascii(b + p, slen):
-                return None
-            if j == 0:
-                i0, i1 = p, p + slen
-            elif j == 1:
-                f0, f1 = p, p + slen
-            p += slen
-        for m in range(2 * nprops):
-            if p + 2 > end:
-                return None
-            slen = _cap_u16(b + p)
-            p += 2
-            if p + slen > end or not _cap_ascii(b + p, slen):
-                return None
-            p += slen
-        if p + 4 > end:
-            return None
-        if p + 4 + <Py_ssize_t>_cap_u32(b + p) != end:
-            return None
-        ids[k] = PyUnicode_DecodeASCII(<const char *>b + i0, i1 - i0, NULL)
+        ids[k] = PyUnicode_DecodeASCII(<const char *>b + sp[0], sp[1] - sp[0], NULL)
         # one object per distinct flow: most blocks hold one, compared with the last seen
-        if flow is None or not (f1 - f0 == last1 - last0
-                                and memcmp(b + f0, b + last0, f1 - f0) == 0):
-            fb = PyBytes_FromStringAndSize(<const char *>b + f0, f1 - f0)
+        if flow is None or not (sp[3] - sp[2] == last1 - last0
+                                and memcmp(b + sp[2], b + last0, sp[3] - sp[2]) == 0):
+            fb = PyBytes_FromStringAndSize(<const char *>b + sp[2], sp[3] - sp[2])
             flow = interned.get(fb)
             if flow is None:
-                flow = interned[fb] = PyUnicode_DecodeASCII(<const char *>b + f0,
-                                                            f1 - f0, NULL)
-            last0, last1 = f0, f1
+                flow = interned[fb] = PyUnicode_DecodeASCII(<const char *>b + sp[2],
+                                                            sp[3] - sp[2], NULL)
+            last0, last1 = sp[2], sp[3]
         flows[k] = flow
-        payloads[k] = PyBytes_FromStringAndSize(<const char *>b + p + 4, end - p - 4)
+        payloads[k] = PyBytes_FromStringAndSize(<const char *>b + sp[4], sp[5] - sp[4])
         times[k] = PyFloat_FromDouble(t)
-        pos = end
     if pos != n:
         return None
     return ids, flows, payloads, times

@@ -1330,49 +1330,63 @@ cdef inline bint _cap_ascii(const unsigned char *b, Py_ssize_t n) noexcept nogil
 # (<= n, the buffer's length); spans/times are written for k < count (their shape).
 @cython.boundscheck(False)
 @cython.wraparound(False)
+cdef Py_ssize_t _capture_record(const unsigned char *b, Py_ssize_t n, Py_ssize_t pos,
+                                double *t, Py_ssize_t *sp) noexcept nogil:
+    """Check the record at ``pos`` of the n bytes at b: its end (the next record's
+    position), its time in t and its spans in sp[0:6] (message id start/end, flow
+    start/end, payload start/end); -1 when the Python decoder must decide (damage,
+    non-ASCII strings). Every read is checked to end at or before the record's end,
+    itself at or before n."""
+    cdef Py_ssize_t p, end, j, m, slen, nprops = 0
+    if pos + 12 > n:
+        return -1
+    end = pos + 4 + <Py_ssize_t>_cap_u32(b + pos)
+    if end > n:
+        return -1
+    memcpy(t, b + pos + 4, 8)   # little-endian f64 (x86-64 and aarch64 are LE)
+    p = pos + 12
+    for j in range(4):           # id, flow, topic; then the property count
+        if p + 2 > end:
+            return -1
+        slen = _cap_u16(b + p)
+        p += 2
+        if j == 3:
+            nprops = slen
+            break
+        if p + slen > end or not _cap_ascii(b + p, slen):
+            return -1
+        if j < 2:
+            sp[2 * j] = p
+            sp[2 * j + 1] = p + slen
+        p += slen
+    for m in range(2 * nprops):
+        if p + 2 > end:
+            return -1
+        slen = _cap_u16(b + p)
+        p += 2
+        if p + slen > end or not _cap_ascii(b + p, slen):
+            return -1
+        p += slen
+    if p + 4 > end:
+        return -1
+    if p + 4 + <Py_ssize_t>_cap_u32(b + p) != end:
+        return -1
+    sp[4] = p + 4
+    sp[5] = end
+    return end
+
+
 cdef int _capture_locate(const unsigned char *b, Py_ssize_t n, Py_ssize_t count,
                          double[::1] times, int64_t[:, ::1] spans) noexcept nogil:
     """0: every record located; 1: the Python decoder must decide."""
-    cdef Py_ssize_t pos = 0, k, p, end, j, m, slen, nprops = 0
-    cdef double t
+    cdef Py_ssize_t pos = 0, k, j
+    cdef Py_ssize_t sp[6]
     for k in range(count):
-        if pos + 12 > n:
+        pos = _capture_record(b, n, pos, &times[k], sp)
+        if pos < 0:
             return 1
-        end = pos + 4 + <Py_ssize_t>_cap_u32(b + pos)
-        if end > n:
-            return 1
-        memcpy(&t, b + pos + 4, 8)   # little-endian f64 (x86-64 and aarch64 are LE)
-        times[k] = t
-        p = pos + 12
-        for j in range(4):           # id, flow, topic; then the property count
-            if p + 2 > end:
-                return 1
-            slen = _cap_u16(b + p)
-            p += 2
-            if j == 3:
-                nprops = slen
-                break
-            if p + slen > end or not _cap_ascii(b + p, slen):
-                return 1
-            if j < 2:
-                spans[k, 2 * j] = p
-                spans[k, 2 * j + 1] = p + slen
-            p += slen
-        for m in range(2 * nprops):
-            if p + 2 > end:
-                return 1
-            slen = _cap_u16(b + p)
-            p += 2
-            if p + slen > end or not _cap_ascii(b + p, slen):
-                return 1
-            p += slen
-        if p + 4 > end:
-            return 1
-        if p + 4 + <Py_ssize_t>_cap_u32(b + p) != end:
-            return 1
-        spans[k, 4] = p + 4
-        spans[k, 5] = end
-        pos = end
+        for j in range(6):
+            spans[k, j] = sp[j]
     return 0 if pos == n else 1
 
 
