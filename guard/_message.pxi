@@ -354,26 +354,34 @@ cdef bint _msgidx_some_text(const unsigned char *buf, Py_ssize_t a, Py_ssize_t b
     return False
 
 
+cdef Py_ssize_t _msgidx_text_lines(const unsigned char *buf, Py_ssize_t n, Py_ssize_t ls,
+                                   Py_ssize_t upto) noexcept nogil:
+    """How many of the lines from offset ls hold text (are not blank), counted up to
+    ``upto`` (rare paths only: one memchr per line)."""
+    cdef Py_ssize_t le, count = 0
+    cdef const void *hit
+    while ls < n and count < upto:
+        hit = memchr(buf + ls, b'\n', n - ls)
+        le = n if hit == NULL else <const unsigned char *>hit - buf
+        count += _msgidx_some_text(buf, ls, le)
+        ls = le + 1
+    return count
+
+
 cdef int _msgidx_few_lines(const unsigned char *buf, Py_ssize_t n, Py_ssize_t nl,
                            Py_ssize_t max_portions) nogil:
     """MSGIDX_FEWLINES when parse_message's first finding on these (accepted) bytes is
     parse_text's that a report needs a banner, a portion and the banner again: some text
     not led by '{', '<' or '[' (JSON, XML, an array), not too many lines, fewer than three
     lines that are not blank; else 1."""
-    cdef Py_ssize_t ls = 0, le, count = 0, a = 0
-    cdef const void *hit
+    cdef Py_ssize_t a = 0
     while a < n and _msgidx_space(buf[a]):
         a += 1
     if a == n or buf[a] == b'{' or buf[a] == b'<' or buf[a] == b'[':
         return 1
     if nl + 1 > max_portions + MSGIDX_LINE_SLACK:
         return 1
-    while ls < n and count < 3:
-        hit = memchr(buf + ls, b'\n', n - ls)
-        le = n if hit == NULL else <const unsigned char *>hit - buf
-        count += _msgidx_some_text(buf, ls, le)
-        ls = le + 1
-    return MSGIDX_FEWLINES if count < 3 else 1
+    return MSGIDX_FEWLINES if _msgidx_text_lines(buf, n, 0, 3) < 3 else 1
 
 
 cdef int _msgidx_no_banner(const unsigned char *buf, Py_ssize_t n, Py_ssize_t nl,
@@ -382,17 +390,9 @@ cdef int _msgidx_no_banner(const unsigned char *buf, Py_ssize_t n, Py_ssize_t nl
     parse_text's first finding is that its first line is not a banner (not too many lines
     and at least three that are not blank: the first, one between, the last), info[0] =
     end of the first line (before '\r\n'); else 1."""
-    cdef Py_ssize_t ls, le, count = 1
-    cdef const void *hit
     if nl + 1 > max_portions + MSGIDX_LINE_SLACK:
         return 1
-    ls = first_nl + 1
-    while ls < n and count < 3:
-        hit = memchr(buf + ls, b'\n', n - ls)
-        le = n if hit == NULL else <const unsigned char *>hit - buf
-        count += _msgidx_some_text(buf, ls, le)
-        ls = le + 1
-    if count < 3:
+    if 1 + _msgidx_text_lines(buf, n, first_nl + 1, 2) < 3:
         return 1
     info[0] = first_nl - (buf[first_nl - 1] == b'\r')
     info[3] = 0
