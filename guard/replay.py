@@ -403,12 +403,11 @@ class _Carry:
     left at each block's (or chunk's) end cost as much as a few hundred messages (a
     batch's fixed cost: thread hand-off, batch index, scanner set-up)."""
 
-    __slots__ = ("agg", "flows_of", "ids", "index", "key", "new_sha", "old_sha",
-                 "payloads", "pipes", "reader")
+    __slots__ = ("agg", "flows_of", "ids", "index", "new_sha", "old_sha", "payloads",
+                 "pipes", "reader")
 
     def __init__(self, pipes: dict[str, Pipeline], new_sha: str, old_sha: str | None) -> None:
         self.pipes, self.new_sha, self.old_sha = pipes, new_sha, old_sha
-        self.key = (new_sha, old_sha)
         self.payloads: list[bytes] = []
         self.ids: list[str] = []
         self.flows_of: list[str] = []
@@ -460,7 +459,7 @@ class _Carry:
 def _compare(path: str, blocks: list[BlockInfo], new_sha: str, old_sha: str | None,
              flows: frozenset[str] | None) -> dict[str, Any]:
     carry: _Carry | None = _STATE.get("carry")
-    if carry is None or carry.key != (new_sha, old_sha):
+    if carry is None or (carry.new_sha, carry.old_sha) != (new_sha, old_sha):
         if carry is not None:  # never mixes policies (one replay per worker's life)
             raise ReplayError("a replay worker was handed chunks of two replays")
         carry = _STATE["carry"] = _Carry(_pipes(), new_sha, old_sha)
